@@ -1,0 +1,1 @@
+"""Cantus engine: corpus, tokenizers, models, sampling. Never imports the app."""

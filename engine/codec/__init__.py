@@ -1,0 +1,6 @@
+"""Neural audio codec: 24 kHz mono <-> 50 Hz frames of 8 x 1024 RVQ codes."""
+from .model import Codec, CodecConfig, CodecOutput
+
+DEFAULT_DIR = "assets/codec"
+
+__all__ = ["Codec", "CodecConfig", "CodecOutput", "DEFAULT_DIR"]

@@ -1,0 +1,230 @@
+"""The Cantus codec: a SoundStream/EnCodec-style causal convolutional autoencoder with a residual VQ bottleneck.
+
+24 kHz mono in, 50 Hz frames of 8 x 1024 codes (4 kbps) out, and back. The encoder is a stack of
+[residual units -> strided conv] stages (strides 2, 4, 6, 10 = hop 480) and an LSTM at frame rate; the decoder
+mirrors it with transposed convolutions. Everything is causal, so the decoder streams: ``decode_step`` takes a
+chunk of frames and the state from the previous chunk and returns exactly the audio ``decode`` would.
+
+Interface shared by every Cantus tokenizer: ``encode``, ``decode``, ``sample_rate``, ``frame_rate``,
+``cardinality``, ``num_codebooks``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .conv import CausalConv1d, CausalConvTranspose1d, ResUnit
+from .quantizer import QuantizedResult, ResidualVQ
+
+WEIGHTS = "codec.safetensors"
+_TRAINING_ONLY = ("embed_avg", "cluster_size")  # EMA statistics of the codebooks, needed only to keep training
+CONFIG = "codec.json"
+
+
+@dataclass
+class CodecConfig:
+    sample_rate: int = 24_000
+    channels: int = 16  # width of the first stage; doubles at every downsampling ...
+    max_channels: int = 256  # ... up to this
+    strides: tuple[int, ...] = (2, 4, 6, 10)  # product = hop length
+    dilations: tuple[int, ...] = (1, 3)  # residual units per stage
+    dim: int = 128  # latent and codebook dimension
+    n_q: int = 8
+    codebook_size: int = 1024
+    lstm: bool = True
+    quantizer_dropout: float = 0.5
+    version: str = "0"
+
+    def width(self, stage: int) -> int:
+        """Channels after ``stage`` downsamplings."""
+        return min(self.channels * 2 ** stage, self.max_channels)
+
+    @property
+    def hop(self) -> int:
+        h = 1
+        for s in self.strides:
+            h *= s
+        return h
+
+    def __post_init__(self):
+        self.strides = tuple(self.strides)
+        self.dilations = tuple(self.dilations)
+        if self.sample_rate % self.hop:
+            raise ValueError(f"hop {self.hop} must divide sample rate {self.sample_rate}")
+
+
+class _FrameLSTM(nn.Module):
+    """Unidirectional LSTM over frames with a skip connection; its (h, c) is the streaming state."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lstm = nn.LSTM(dim, dim, batch_first=True)
+
+    def forward(self, x: torch.Tensor, state=None):  # x: [B, C, T]
+        y, state = self.lstm(x.transpose(1, 2), state)
+        return x + y.transpose(1, 2), state
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        c = cfg.width(0)
+        layers: list[nn.Module] = [CausalConv1d(1, c, 7)]
+        for i, s in enumerate(cfg.strides):
+            layers += [ResUnit(c, d) for d in cfg.dilations]
+            layers += [nn.ELU(), CausalConv1d(c, cfg.width(i + 1), 2 * s, stride=s)]
+            c = cfg.width(i + 1)
+        self.convs = nn.Sequential(*layers)
+        self.lstm = _FrameLSTM(c) if cfg.lstm else None
+        self.out = nn.Sequential(nn.ELU(), CausalConv1d(c, cfg.dim, 3))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:  # [B, 1, T*hop] -> [B, D, T]
+        h = self.convs(audio)
+        if self.lstm is not None:
+            h, _ = self.lstm(h)
+        return self.out(h)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        c = cfg.width(len(cfg.strides))
+        self.inp = CausalConv1d(cfg.dim, c, 7)
+        self.lstm = _FrameLSTM(c) if cfg.lstm else None
+        self.ups = nn.ModuleList()
+        self.res = nn.ModuleList()
+        for i, s in reversed(list(enumerate(cfg.strides))):
+            self.ups.append(CausalConvTranspose1d(c, cfg.width(i), s))
+            c = cfg.width(i)
+            self.res.append(nn.ModuleList(ResUnit(c, d) for d in cfg.dilations))
+        self.out = CausalConv1d(c, 1, 7)
+        self.act = nn.ELU()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # [B, D, T] -> [B, 1, T*hop]
+        h = self.inp(z)
+        if self.lstm is not None:
+            h, _ = self.lstm(h)
+        for up, res in zip(self.ups, self.res):
+            h = up(self.act(h))
+            for r in res:
+                h = r(h)
+        return self.out(self.act(h))
+
+    # ---- streaming: the state is a flat list of tensors, in a fixed order, for ONNX
+    def init_state(self, batch: int, device=None) -> list[torch.Tensor]:
+        st = [self.inp.init_state(batch, device)]
+        if self.lstm is not None:
+            hid = self.lstm.lstm.hidden_size
+            st += [torch.zeros(1, batch, hid, device=device), torch.zeros(1, batch, hid, device=device)]
+        for up, res in zip(self.ups, self.res):
+            st.append(up.init_state(batch, device))
+            for r in res:
+                st += r.init_state(batch, device)
+        st.append(self.out.init_state(batch, device))
+        return st
+
+    def step(self, z: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        it = iter(state)
+        new: list[torch.Tensor] = []
+        h, s = self.inp.step(z, next(it))
+        new.append(s)
+        if self.lstm is not None:
+            h, (hh, cc) = self.lstm(h, (next(it), next(it)))
+            new += [hh, cc]
+        for up, res in zip(self.ups, self.res):
+            h, s = up.step(self.act(h), next(it))
+            new.append(s)
+            for r in res:
+                h, rs = r.step(h, [next(it)])
+                new += rs
+        y, s = self.out.step(self.act(h), next(it))
+        new.append(s)
+        return y, new
+
+
+@dataclass
+class CodecOutput:
+    audio: torch.Tensor  # [B, 1, T] reconstruction
+    codes: torch.Tensor  # [B, K, T/hop]
+    commit_loss: torch.Tensor
+    n_q: torch.Tensor  # [B]
+
+
+class Codec(nn.Module):
+    def __init__(self, cfg: CodecConfig, encoder: Encoder | None = None, decoder: Decoder | None = None,
+                 quantizer: ResidualVQ | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder or Encoder(cfg)
+        self.decoder = decoder or Decoder(cfg)
+        self.quantizer = quantizer or ResidualVQ(cfg.dim, cfg.n_q, cfg.codebook_size,
+                                                 dropout_p=cfg.quantizer_dropout)
+
+    # ---- the common tokenizer interface
+    sample_rate = property(lambda self: self.cfg.sample_rate)
+    frame_rate = property(lambda self: self.cfg.sample_rate // self.cfg.hop)
+    cardinality = property(lambda self: self.cfg.codebook_size)
+    num_codebooks = property(lambda self: self.cfg.n_q)
+
+    def _pad(self, audio: torch.Tensor) -> torch.Tensor:
+        if audio.dim() == 2:
+            audio = audio[:, None]
+        rest = (-audio.shape[-1]) % self.cfg.hop
+        return nn.functional.pad(audio, (0, rest))
+
+    def forward(self, audio: torch.Tensor) -> CodecOutput:
+        audio = self._pad(audio)
+        q: QuantizedResult = self.quantizer(self.encoder(audio))
+        return CodecOutput(self.decoder(q.quantized), q.codes, q.commit_loss, q.n_q)
+
+    @torch.inference_mode()
+    def encode(self, audio: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """audio: [B, T] or [B, 1, T] at 24 kHz -> codes [B, K, ceil(T / hop)]."""
+        z = self.encoder(self._pad(audio))
+        return self.quantizer(z, n_q=n_q).codes
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, K, T] (any K <= n_q levels) -> audio [B, T * hop]."""
+        return self.decoder(self.quantizer.decode(codes))[:, 0]
+
+    @torch.inference_mode()
+    def decode_step(self, codes: torch.Tensor, state: list[torch.Tensor] | None = None):
+        """Streaming decode of a chunk of frames: returns (audio [B, Tc * hop], state for the next chunk)."""
+        if state is None:
+            state = self.decoder.init_state(codes.shape[0], codes.device)
+        y, state = self.decoder.step(self.quantizer.decode(codes), state)
+        return y[:, 0], state
+
+    # ---- persistence
+    def save(self, directory: str | Path, fp16: bool = True) -> None:
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        sd = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in self.state_dict().items()
+              if not k.endswith(_TRAINING_ONLY)}
+        save_file(sd, str(d / WEIGHTS), metadata={"version": self.cfg.version})
+        (d / CONFIG).write_text(json.dumps(asdict(self.cfg), indent=1))
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> "Codec":
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        if not (d / WEIGHTS).is_file():
+            raise FileNotFoundError(f"no codec weights in {d} (expected {WEIGHTS}); train with python -m engine.train.codec")
+        cfg = CodecConfig(**json.loads((d / CONFIG).read_text()))
+        model = cls(cfg)
+        sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(d / WEIGHTS)).items()}
+        for k, v in model.state_dict().items():  # EMA statistics are not shipped: restart them from the codebooks
+            if k.endswith("embed_avg"):
+                sd.setdefault(k, sd[k.replace("embed_avg", "embed")].clone())
+            elif k.endswith("cluster_size"):
+                sd.setdefault(k, torch.ones_like(v))
+        model.load_state_dict(sd, strict=True)
+        return model.to(device).eval()

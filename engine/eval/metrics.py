@@ -1,0 +1,31 @@
+"""Audio metrics shared by training, evaluation and benchmarks.
+
+``mel_distance`` is the codec metric of the project: for n_fft 512 / 1024 / 2048 (hop n_fft/4, 64 / 80 / 128 mel
+bands, power spectrogram), the mean absolute difference of log10(mel + 1e-5), averaged over the three scales.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torchaudio
+
+MEL_SCALES = ((512, 64), (1024, 80), (2048, 128))
+
+
+@functools.lru_cache(maxsize=16)
+def _mel(sr: int, n_fft: int, n_mels: int) -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(sample_rate=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels,
+                                                power=2.0, center=True)
+
+
+def log_mel(x: torch.Tensor, sr: int, n_fft: int, n_mels: int) -> torch.Tensor:
+    mel = _mel(sr, n_fft, n_mels).to(x.device)
+    return torch.log10(mel(x) + 1e-5)
+
+
+def mel_distance(ref: torch.Tensor, est: torch.Tensor, sr: int = 24_000, scales=MEL_SCALES) -> torch.Tensor:
+    """Multi-scale log-mel L1 between waveforms [..., T] (same length); differentiable, averaged over the batch."""
+    n = min(ref.shape[-1], est.shape[-1])
+    ref, est = ref[..., :n], est[..., :n]
+    return torch.stack([(log_mel(ref, sr, f, m) - log_mel(est, sr, f, m)).abs().mean() for f, m in scales]).mean()

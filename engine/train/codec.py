@@ -1,0 +1,193 @@
+"""Train the codec: ``python -m engine.train.codec --data runs/corpus --out runs/codec [--minutes M]``.
+
+Random crops of the corpus (or any dataset ``engine.data.dataset.open_dataset`` reads), multi-scale log-mel and
+spectral-convergence losses plus the RVQ commitment loss, AdamW. Resumable: ``OUT/last.pt`` is written every
+``--ckpt-every`` steps and read back on start. Every ``--eval-every`` steps the model is scored on validation
+clips with the project metric (``engine.eval.metrics.mel_distance``) at 4 and 8 levels, and the best is kept as an
+fp16 model in ``OUT/best/`` (ship it with ``python -m engine.train.codec --ship OUT/best``). Runs unchanged under
+``torchrun`` (DistributedDataParallel).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..codec.model import Codec, CodecConfig
+from ..data.dataset import open_dataset
+from ..eval.metrics import log_mel, mel_distance
+
+LOSS_SCALES = ((128, 16), (256, 32), (512, 64), (1024, 80), (2048, 128))
+
+
+def codec_loss(ref: torch.Tensor, est: torch.Tensor, sr: int) -> tuple[torch.Tensor, dict]:
+    """Log-mel L1 over five scales (the project metric's three plus two finer ones) + STFT spectral convergence."""
+    mel = torch.stack([(log_mel(ref, sr, f, m) - log_mel(est, sr, f, m)).abs().mean() for f, m in LOSS_SCALES]).mean()
+    sc = 0.0
+    for n_fft in (512, 2048):
+        win = torch.hann_window(n_fft, device=ref.device)
+        R = torch.stft(ref, n_fft, n_fft // 4, window=win, return_complex=True).abs()
+        E = torch.stft(est, n_fft, n_fft // 4, window=win, return_complex=True).abs()
+        sc = sc + torch.linalg.norm(R - E) / (torch.linalg.norm(R) + 1e-7)
+    return mel + 0.5 * sc, {"mel": float(mel.detach()), "sc": float(sc.detach())}
+
+
+class CropSampler:
+    """All training audio held in memory as int16; random fixed-length crops, deterministic per (seed, step)."""
+
+    def __init__(self, dataset, seconds: float, seed: int, progress: bool = True):
+        self.audio = []
+        for i in tqdm(range(len(dataset)), desc="loading audio", disable=not progress):
+            a = dataset[i].audio
+            self.audio.append((np.clip(a, -1, 1) * 32767).astype(np.int16))
+        self.length = int(seconds * dataset[0].sample_rate) if len(dataset) else 0
+        self.seed = seed
+
+    def batch(self, step: int, size: int, rank: int = 0) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, step, rank])
+        out = np.zeros((size, self.length), dtype=np.float32)
+        for b in range(size):
+            a = self.audio[int(rng.integers(len(self.audio)))]
+            start = int(rng.integers(0, max(1, len(a) - self.length)))
+            seg = a[start:start + self.length].astype(np.float32) / 32767
+            out[b, :len(seg)] = seg * float(10 ** rng.uniform(-0.5, 0.25))  # level augmentation -10..+5 dB
+        return torch.from_numpy(out)
+
+
+@torch.inference_mode()
+def evaluate(model: Codec, clips: list[torch.Tensor]) -> dict:
+    model.eval()
+    res = {}
+    for k in (4, 8):
+        d = [float(mel_distance(x, model.decode(model.encode(x[None], n_q=k))[0])) for x in clips]
+        res[f"mel_{k}"] = float(np.mean(d))
+    model.train()
+    return res
+
+
+def _ddp() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train(a: argparse.Namespace) -> dict:
+    rank, world = _ddp()
+    device = f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    cfg = CodecConfig(channels=a.channels, max_channels=a.max_channels, dilations=tuple(a.dilations))
+    model = Codec(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.8, 0.99), weight_decay=1e-4)
+    step, best, history, trained_s = 0, float("inf"), [], 0.0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck["config"] != cfg.__dict__:
+            raise SystemExit(f"{ckpt_path} was trained with another config; use another --out")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, best, history, trained_s = ck["step"], ck["best"], ck["history"], ck.get("trained_s", 0.0)
+        print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    sampler = CropSampler(open_dataset(a.data, "train"), a.seconds, a.seed, progress=rank == 0)
+    valid = open_dataset(a.data, "valid")
+    clips = [torch.from_numpy(valid[i].audio) for i in range(min(a.eval_clips, len(valid)))]
+
+    deadline = time.time() + a.minutes * 60 if a.minutes else float("inf")
+    bar = tqdm(total=a.steps, initial=step, desc="codec", disable=rank != 0)
+    t0 = time.time()
+    while step < a.steps and time.time() < deadline:
+        x = sampler.batch(step, a.batch, rank).to(device)
+        o = ddp_model(x)
+        loss, parts = codec_loss(x, o.audio[:, 0, : x.shape[-1]], cfg.sample_rate)
+        total = loss + a.commit * o.commit_loss
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update()
+        bar.set_postfix(mel=f"{parts['mel']:.3f}", sc=f"{parts['sc']:.3f}", commit=f"{float(o.commit_loss):.3f}",
+                        aps=f"{step and a.batch * a.seconds * world / max(1e-9, (time.time() - t0) / max(1, bar.n - bar.initial)):.1f}")
+        last = step >= a.steps or time.time() >= deadline
+        if rank == 0 and (step % a.eval_every == 0 or last):
+            trained_s += time.time() - t0
+            t0 = time.time()
+            m = evaluate(model, clips)
+            m.update(step=step, train_hours=round(trained_s / 3600, 3), audio_seconds_seen=step * a.batch * a.seconds * world)
+            history.append(m)
+            tqdm.write(json.dumps(m))
+            if m["mel_8"] < best:
+                best = m["mel_8"]
+                tmp = out / "best.tmp"
+                model.save(tmp)
+                (tmp / "metrics.json").write_text(json.dumps(m, indent=1))
+                shutil.rmtree(out / "best", ignore_errors=True)
+                tmp.rename(out / "best")
+        if rank == 0 and (step % a.ckpt_every == 0 or last):
+            tmp = out / "last.tmp"
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+                        "history": history, "config": cfg.__dict__, "trained_s": trained_s + time.time() - t0}, tmp)
+            os.replace(tmp, ckpt_path)
+    bar.close()
+    return {"step": step, "best_mel_8": best}
+
+
+def ship(best_dir: Path, assets: Path) -> None:
+    """Copy a trained model into assets/ only if it beats the shipped one's recorded validation score."""
+    new = json.loads((best_dir / "metrics.json").read_text())
+    old_file = assets / "metrics.json"
+    if old_file.exists() and json.loads(old_file.read_text())["mel_8"] <= new["mel_8"]:
+        print(f"not shipped: {new['mel_8']:.4f} does not beat the shipped {json.loads(old_file.read_text())['mel_8']:.4f}")
+        return
+    assets.mkdir(parents=True, exist_ok=True)
+    for f in best_dir.iterdir():
+        shutil.copy2(f, assets / f.name)
+    print(f"shipped {best_dir} -> {assets} (mel_8 {new['mel_8']:.4f})")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.train.codec", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="runs/corpus")
+    ap.add_argument("--out", default="runs/codec")
+    ap.add_argument("--steps", type=int, default=1_000_000)
+    ap.add_argument("--minutes", type=float, default=None, help="stop after this much wall time")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=1.0, help="crop length")
+    ap.add_argument("--lr", type=float, default=6e-4)
+    ap.add_argument("--commit", type=float, default=1.0)
+    ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--max-channels", type=int, default=256)
+    ap.add_argument("--dilations", type=int, nargs="+", default=[1, 3])
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-clips", type=int, default=16)
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--ship", type=Path, default=None, help="copy this trained model dir into --assets if it is better")
+    ap.add_argument("--assets", type=Path, default=Path("assets/codec"))
+    a = ap.parse_args(argv)
+    if a.ship:
+        ship(a.ship, a.assets)
+        return 0
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(json.dumps(train(a)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
