@@ -24,8 +24,11 @@ class QuantizedResult:
 
 def _kmeans(x: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
     """k-means on rows of x [N, D]; samples with replacement when N < k."""
-    idx = torch.randint(0, x.shape[0], (k,), device=x.device) if x.shape[0] < k else torch.randperm(x.shape[0])[:k]
-    centres = x[idx].clone()
+    if x.shape[0] < k:  # fewer vectors than codes: duplicates, nudged apart
+        centres = x[torch.randint(0, x.shape[0], (k,), device=x.device)]
+        centres = centres + 0.01 * x.std(0) * torch.randn_like(centres)
+    else:
+        centres = x[torch.randperm(x.shape[0], device=x.device)[:k]].clone()
     for _ in range(iters):
         assign = torch.cdist(x, centres).argmin(1)
         sums = torch.zeros_like(centres).index_add_(0, assign, x)
@@ -36,9 +39,11 @@ def _kmeans(x: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
 
 
 class EMACodebook(nn.Module):
-    def __init__(self, dim: int, size: int, decay: float = 0.99, dead_threshold: float = 1.0):
+    def __init__(self, dim: int, size: int, decay: float = 0.99, dead_fraction: float = 0.03):
         super().__init__()
-        self.decay, self.dead_threshold, self.size = decay, dead_threshold, size
+        # a code is dead when its EMA count falls below this fraction of a uniformly used code's count; relative,
+        # because with CPU-sized batches (400 frames for 1024 codes) an absolute threshold of 1 kills every code
+        self.decay, self.dead_fraction, self.size = decay, dead_fraction, size
         self.register_buffer("embed", torch.randn(size, dim) * 0.01)
         self.register_buffer("embed_avg", self.embed.clone())
         self.register_buffer("cluster_size", torch.ones(size))
@@ -53,8 +58,8 @@ class EMACodebook(nn.Module):
         if not bool(self.initialised):
             c = _kmeans(x, self.size)
             self.embed.copy_(c)
-            self.embed_avg.copy_(c)
-            self.cluster_size.fill_(1.0)
+            self.embed_avg.copy_(c * (x.shape[0] / self.size))
+            self.cluster_size.fill_(x.shape[0] / self.size)
             self.initialised.fill_(True)
             return
         onehot_counts = torch.bincount(codes, minlength=self.size).float()
@@ -64,12 +69,13 @@ class EMACodebook(nn.Module):
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + 1e-5) / (n + self.size * 1e-5) * n
         self.embed.copy_(self.embed_avg / smoothed[:, None])
-        dead = self.cluster_size < self.dead_threshold
+        expected = x.shape[0] / self.size
+        dead = self.cluster_size < self.dead_fraction * expected
         if dead.any():
             pick = x[torch.randint(0, x.shape[0], (int(dead.sum()),), device=x.device)]
             self.embed[dead] = pick
-            self.embed_avg[dead] = pick
-            self.cluster_size[dead] = self.dead_threshold
+            self.embed_avg[dead] = pick * expected
+            self.cluster_size[dead] = expected
 
 
 class ResidualVQ(nn.Module):

@@ -1,0 +1,1 @@
+"""The text-music training corpus: python -m engine.data.build."""

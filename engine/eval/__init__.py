@@ -1,0 +1,1 @@
+"""Metrics, evaluations and benchmarks."""

@@ -1,0 +1,163 @@
+"""Benchmarks: ``python -m engine.eval.bench codec [--corpus DIR] [--clips N] [--model DIR] [--append BENCHMARKS.md]``.
+
+codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
+libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
+(PESTO on both, frames where the original is confidently pitched); codebook usage and perplexity per level; and
+encode + decode speed of onnxruntime and eager torch on the same 10 s, in one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .metrics import mel_distance
+
+
+def opus_roundtrip(x: np.ndarray, sr: int, kbps: float) -> np.ndarray:
+    if shutil.which("ffmpeg") is None:
+        raise RuntimeError("ffmpeg is needed for the Opus reference: sudo apt-get install ffmpeg")
+    with tempfile.TemporaryDirectory() as d:
+        src, enc, dec = Path(d) / "in.wav", Path(d) / "x.opus", Path(d) / "out.wav"
+        sf.write(src, x, sr, subtype="PCM_16")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c:a", "libopus", "-b:a", f"{kbps}k",
+                        str(enc)], check=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(enc), "-ar", str(sr), "-ac", "1", str(dec)], check=True)
+        y, _ = sf.read(dec, dtype="float32")
+    return _align(x, y)
+
+
+def _align(x: np.ndarray, y: np.ndarray, max_lag: int = 2000) -> np.ndarray:
+    """Shift y by the lag (|lag| <= max_lag) that best matches x, then trim/pad to len(x)."""
+    n = min(len(x), len(y), 48_000)
+    c = np.correlate(y[: n + max_lag], x[:n], mode="valid") if len(y) >= n + max_lag else None
+    lag = int(np.argmax(c)) if c is not None else 0
+    y = y[lag:]
+    return np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
+
+
+def _pitch(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    import pesto
+
+    _, f0, conf, _ = pesto.predict(torch.from_numpy(x), sr, step_size=20.0)
+    return 69 + 12 * np.log2(np.maximum(f0.numpy(), 1e-3) / 440), conf.numpy()
+
+
+def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | None) -> dict:
+    from ..codec import Codec
+    from ..data.dataset import CorpusDataset
+
+    torch.set_num_threads(2)
+    codec = Codec.load(model_dir)
+    ds = CorpusDataset(corpus, "test")
+    idx = np.linspace(0, len(ds) - 1, min(n_clips, len(ds))).round().astype(int)
+    sr = codec.sample_rate
+    dist = {f"opus_{k}kbps": [] for k in (6, 12, 24)}
+    dist.update({"cantus_2kbps": [], "cantus_4kbps": []})
+    pitch_hits = pitch_total = 0
+    codes_all = []
+    for i in idx:
+        x = ds[int(i)].audio
+        xt = torch.from_numpy(x)
+        for k in (6, 12, 24):
+            dist[f"opus_{k}kbps"].append(float(mel_distance(xt, torch.from_numpy(opus_roundtrip(x, sr, k)))))
+        codes = codec.encode(xt[None])
+        codes_all.append(codes[0])
+        y8 = codec.decode(codes)[0, : len(x)]
+        y4 = codec.decode(codes[:, :4])[0, : len(x)]
+        dist["cantus_4kbps"].append(float(mel_distance(xt, y8)))
+        dist["cantus_2kbps"].append(float(mel_distance(xt, y4)))
+        p_ref, c_ref = _pitch(x, sr)
+        p_rec, _ = _pitch(y8.numpy(), sr)
+        sure = c_ref > 0.9
+        pitch_hits += int(np.sum(np.abs(p_ref[sure] - p_rec[sure]) < 0.5))
+        pitch_total += int(sure.sum())
+    codes_all = torch.cat(codes_all, -1)  # [K, T]
+    usage, perplexity = [], []
+    for k in range(codes_all.shape[0]):
+        counts = torch.bincount(codes_all[k], minlength=codec.cardinality).float()
+        p = counts / counts.sum()
+        usage.append(float((counts > 0).float().mean()))
+        perplexity.append(float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())))
+
+    speed = _speed(codec, onnx_dir)
+    return {"clips": len(idx), "mel_distance": {k: round(float(np.mean(v)), 4) for k, v in dist.items()},
+            "pitch_agreement": round(pitch_hits / max(1, pitch_total), 4), "pitch_frames": pitch_total,
+            "codebook_usage": [round(u, 3) for u in usage], "codebook_perplexity": [round(p, 1) for p in perplexity],
+            **speed}
+
+
+def _speed(codec, onnx_dir: Path | None, seconds: float = 10.0, repeats: int = 3) -> dict:
+    x = torch.randn(1, int(seconds * codec.sample_rate)) * 0.1
+    def best(fn):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+    t_torch = best(lambda: codec.decode(codec.encode(x)))
+    out = {"torch_x_realtime": round(seconds / t_torch, 1)}
+    if onnx_dir is not None:
+        from ..export.codec_onnx import OnnxCodec, export_codec
+
+        if not (onnx_dir / "codec_decoder.onnx").exists():
+            export_codec(codec, onnx_dir)
+        oc = OnnxCodec(onnx_dir, threads=2)
+        xn = x.numpy()
+        t_onnx = best(lambda: oc.decode(oc.encode(xn)))
+        out.update(onnx_x_realtime=round(seconds / t_onnx, 1), onnx_vs_torch=round(t_torch / t_onnx, 2))
+    return out
+
+
+def markdown(r: dict, model_dir: Path) -> str:
+    md = r["mel_distance"]
+    lines = [f"## Codec ({date.today().isoformat()}, {platform.machine()}, {platform.processor() or 'cpu'}, "
+             f"`python -m engine.eval.bench codec --clips {r['clips']}`, model {model_dir})", "",
+             "| system | bitrate | multi-scale log-mel distance (lower is better) |", "| --- | --- | --- |"]
+    for name, key in (("Opus (libopus)", "opus_6kbps"), ("Opus (libopus)", "opus_12kbps"), ("Opus (libopus)", "opus_24kbps"),
+                      ("Cantus, 4 levels", "cantus_2kbps"), ("Cantus, 8 levels", "cantus_4kbps")):
+        lines.append(f"| {name} | {key.split('_')[1]} | {md[key]:.3f} |")
+    lines += ["", f"- pitch agreement with the original (PESTO, confident frames): {r['pitch_agreement']:.1%} "
+                  f"of {r['pitch_frames']} frames",
+              f"- codebook usage per level: {', '.join(f'{u:.0%}' for u in r['codebook_usage'])}; perplexity "
+              f"{', '.join(str(p) for p in r['codebook_perplexity'])}",
+              f"- encode + decode speed on 10 s, 2 threads: torch {r['torch_x_realtime']}x real time"
+              + (f", onnxruntime {r['onnx_x_realtime']}x ({r['onnx_vs_torch']}x torch)" if "onnx_x_realtime" in r else ""),
+              ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.eval.bench")
+    sub = ap.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("codec")
+    c.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    c.add_argument("--clips", type=int, default=50)
+    c.add_argument("--model", type=Path, default=Path("assets/codec"))
+    c.add_argument("--onnx", type=Path, default=None, help="ONNX directory (exported there if missing)")
+    c.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    a = ap.parse_args(argv)
+    r = bench_codec(a.corpus, a.clips, a.model, a.onnx)
+    print(json.dumps(r))
+    text = markdown(r, a.model)
+    print(text)
+    if a.append:
+        with open(a.append, "a") as f:
+            f.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

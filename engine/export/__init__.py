@@ -1,0 +1,1 @@
+"""ONNX export of the models and onnxruntime sessions."""

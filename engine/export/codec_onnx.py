@@ -1,0 +1,149 @@
+"""Codec -> ONNX: the encoder (audio -> codes) and the streaming decoder (codes chunk + state -> audio + state).
+
+``export_codec(codec, dir)`` writes ``codec_encoder.onnx`` and ``codec_decoder.onnx``; ``OnnxCodec(dir)`` runs
+them with onnxruntime (CUDA execution provider when present, CPU otherwise) behind the same ``encode`` /
+``decode`` / ``decode_step`` interface as the torch model. Weight normalisation is folded before export.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..codec.model import Codec
+
+ENCODER = "codec_encoder.onnx"
+DECODER = "codec_decoder.onnx"
+META = "codec_onnx.json"
+
+
+def fold_weight_norm(codec: Codec) -> Codec:
+    """A copy of the codec with weight normalisation folded into plain weights (deepcopy breaks parametrizations)."""
+    model = Codec(codec.cfg)
+    model.load_state_dict(codec.state_dict())
+    model.eval()
+    for m in list(model.modules()):
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return model
+
+
+class _Encoder(nn.Module):
+    def __init__(self, codec: Codec):
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:  # [B, 1, T] -> [B, K, T/hop]
+        z = self.codec.encoder(audio)
+        B, D, T = z.shape
+        r = z.permute(0, 2, 1).reshape(B * T, D)
+        codes = []
+        for cb in self.codec.quantizer.levels:
+            e = cb.embed
+            idx = (r.pow(2).sum(1, keepdim=True) - 2 * r @ e.t() + e.pow(2).sum(1)[None]).argmin(1)
+            r = r - e[idx]
+            codes.append(idx.view(B, T))
+        return torch.stack(codes, 1)
+
+
+class _StreamingDecoder(nn.Module):
+    def __init__(self, codec: Codec):
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, codes: torch.Tensor, *state: torch.Tensor):
+        z = self.codec.quantizer.decode(codes)
+        y, new = self.codec.decoder.step(z, list(state))
+        return (y[:, 0], *new)
+
+
+def export_codec(codec: Codec, directory: str | Path) -> Path:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    model = fold_weight_norm(codec)
+    hop = codec.cfg.hop
+    with torch.no_grad(), warnings.catch_warnings():
+        # the legacy exporter warns about itself and about LSTM batch sizes (our h0/c0 are inputs, so that is moot)
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Encoder(model), (torch.zeros(1, 1, hop * 10),), str(d / ENCODER), dynamo=False,
+                          input_names=["audio"], output_names=["codes"], opset_version=17,
+                          dynamic_axes={"audio": {0: "batch", 2: "samples"}, "codes": {0: "batch", 2: "frames"}})
+        state = model.decoder.init_state(1)
+        names = [f"state_{i}" for i in range(len(state))]
+        dyn = {"codes": {0: "batch", 2: "frames"}, "audio": {0: "batch", 1: "samples"}}
+        for i, s in enumerate(state):
+            dyn[f"state_{i}"] = {1 if s.dim() == 3 and i in _lstm_indices(model) else 0: "batch"}
+            dyn[f"new_state_{i}"] = dyn[f"state_{i}"]
+        codes = torch.zeros(1, codec.cfg.n_q, 4, dtype=torch.int64)
+        torch.onnx.export(_StreamingDecoder(model), (codes, *state), str(d / DECODER), dynamo=False,
+                          input_names=["codes", *names], output_names=["audio", *[f"new_{n}" for n in names]],
+                          opset_version=17, dynamic_axes=dyn)
+    meta = {"states": [list(s.shape[1:]) if i not in _lstm_indices(model) else [s.shape[0], s.shape[2]]
+                       for i, s in enumerate(state)], "lstm_states": _lstm_indices(model),
+            "hop": hop, "sample_rate": codec.cfg.sample_rate, "n_q": codec.cfg.n_q, "version": codec.cfg.version}
+    (d / META).write_text(json.dumps(meta))
+    return d
+
+
+def _lstm_indices(model: Codec) -> list[int]:
+    return [1, 2] if model.decoder.lstm is not None else []
+
+
+def providers() -> list[str]:
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    # onnxruntime-gpu lists CUDA even without a GPU driver (and then logs load errors): ask torch whether one is there
+    want = (["CUDAExecutionProvider"] if torch.cuda.is_available() else []) + ["CPUExecutionProvider"]
+    return [p for p in want if p in have]
+
+
+class OnnxCodec:
+    """onnxruntime twin of ``Codec`` for inference."""
+
+    def __init__(self, directory: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        d = Path(directory)
+        self.meta = json.loads((d / META).read_text())
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.enc = ort.InferenceSession(str(d / ENCODER), opts, providers=providers())
+        self.dec = ort.InferenceSession(str(d / DECODER), opts, providers=providers())
+        self.sample_rate, self.hop, self.num_codebooks = self.meta["sample_rate"], self.meta["hop"], self.meta["n_q"]
+        self.frame_rate = self.sample_rate // self.hop
+
+    def encode(self, audio: np.ndarray, n_q: int | None = None) -> np.ndarray:
+        """audio [B, T] float32 -> codes [B, K, ceil(T/hop)] int64."""
+        audio = np.asarray(audio, dtype=np.float32)
+        rest = (-audio.shape[-1]) % self.hop
+        audio = np.pad(audio, ((0, 0), (0, rest)))[:, None]
+        codes = self.enc.run(None, {"audio": audio})[0]
+        return codes[:, : n_q or self.num_codebooks]
+
+    def init_state(self, batch: int) -> list[np.ndarray]:
+        out = []
+        for i, shape in enumerate(self.meta["states"]):
+            if i in self.meta["lstm_states"]:
+                out.append(np.zeros((shape[0], batch, shape[1]), np.float32))
+            else:
+                out.append(np.zeros((batch, *shape), np.float32))
+        return out
+
+    def decode_step(self, codes: np.ndarray, state: list[np.ndarray] | None = None):
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.shape[1] < self.num_codebooks:  # missing levels contribute nothing: pad with a zero-vector code?
+            raise ValueError("the ONNX decoder takes all codebook levels; decode fewer levels with the torch model")
+        state = state if state is not None else self.init_state(codes.shape[0])
+        out = self.dec.run(None, {"codes": codes, **{f"state_{i}": s for i, s in enumerate(state)}})
+        return out[0], out[1:]
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return self.decode_step(codes)[0]
