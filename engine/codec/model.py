@@ -21,7 +21,6 @@ from .conv import CausalConv1d, CausalConvTranspose1d, ResUnit
 from .quantizer import QuantizedResult, ResidualVQ
 
 WEIGHTS = "codec.safetensors"
-_TRAINING_ONLY = ("embed_avg", "cluster_size")  # EMA statistics of the codebooks, needed only to keep training
 CONFIG = "codec.json"
 
 
@@ -35,6 +34,7 @@ class CodecConfig:
     dim: int = 128  # latent and codebook dimension
     n_q: int = 8
     codebook_size: int = 1024
+    code_dim: int = 8  # dimension codes are looked up in (l2-normalised, DAC-style)
     lstm: bool = True
     quantizer_dropout: float = 0.5
     version: str = "0"
@@ -161,7 +161,7 @@ class Codec(nn.Module):
         self.cfg = cfg
         self.encoder = encoder or Encoder(cfg)
         self.decoder = decoder or Decoder(cfg)
-        self.quantizer = quantizer or ResidualVQ(cfg.dim, cfg.n_q, cfg.codebook_size,
+        self.quantizer = quantizer or ResidualVQ(cfg.dim, cfg.n_q, cfg.codebook_size, cfg.code_dim,
                                                  dropout_p=cfg.quantizer_dropout)
 
     # ---- the common tokenizer interface
@@ -176,16 +176,22 @@ class Codec(nn.Module):
         rest = (-audio.shape[-1]) % self.cfg.hop
         return nn.functional.pad(audio, (0, rest))
 
-    def forward(self, audio: torch.Tensor) -> CodecOutput:
+    def forward(self, audio: torch.Tensor, quantize: bool = True) -> CodecOutput:
+        """Training pass. ``quantize=False`` bypasses the RVQ (warm-up: the autoencoder first learns a latent worth
+        quantizing; codebooks are then initialised on it with ``quantizer.init_from``)."""
         audio = self._pad(audio)
-        q: QuantizedResult = self.quantizer(self.encoder(audio))
+        z = self.encoder(audio)
+        if not quantize:
+            zero = z.new_zeros(())
+            return CodecOutput(self.decoder(z), z.new_zeros((z.shape[0], 0, z.shape[-1]), dtype=torch.long), zero,
+                               torch.zeros(z.shape[0], dtype=torch.long))
+        q: QuantizedResult = self.quantizer(z)
         return CodecOutput(self.decoder(q.quantized), q.codes, q.commit_loss, q.n_q)
 
     @torch.inference_mode()
     def encode(self, audio: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
         """audio: [B, T] or [B, 1, T] at 24 kHz -> codes [B, K, ceil(T / hop)]."""
-        z = self.encoder(self._pad(audio))
-        return self.quantizer(z, n_q=n_q).codes
+        return self.quantizer.encode(self.encoder(self._pad(audio)), n_q=n_q)
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -206,8 +212,7 @@ class Codec(nn.Module):
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        sd = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in self.state_dict().items()
-              if not k.endswith(_TRAINING_ONLY)}
+        sd = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in self.state_dict().items()}
         save_file(sd, str(d / WEIGHTS), metadata={"version": self.cfg.version})
         (d / CONFIG).write_text(json.dumps(asdict(self.cfg), indent=1))
 
@@ -221,10 +226,5 @@ class Codec(nn.Module):
         cfg = CodecConfig(**json.loads((d / CONFIG).read_text()))
         model = cls(cfg)
         sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(d / WEIGHTS)).items()}
-        for k, v in model.state_dict().items():  # EMA statistics are not shipped: restart them from the codebooks
-            if k.endswith("embed_avg"):
-                sd.setdefault(k, sd[k.replace("embed_avg", "embed")].clone())
-            elif k.endswith("cluster_size"):
-                sd.setdefault(k, torch.ones_like(v))
         model.load_state_dict(sd, strict=True)
         return model.to(device).eval()

@@ -63,7 +63,7 @@ def excerpt(mel: Melody, start_bar: int, n_bars: int) -> tuple[list[Note], list[
 
     def cut(notes: list[Note]) -> list[Note]:
         out, offset = [], 0.0
-        while t0 + offset < t1 + length and offset <= t1:
+        while offset < t1:  # copies of the tune, end to end
             for n in notes:
                 s = n.start + offset - t0
                 if s < -1e-6 or s >= n_bars * mel.bar_ql - 1e-6:
@@ -117,9 +117,8 @@ def _comp(pattern: str, chords: list[Chord], slot: float, bar_ql: float, beat_ql
             notes += [Note(p, t0, slot, vel - 10) for p in v + [v[0] + 12]]
         elif pattern == "arpeggio":
             seq = [v[0] - 12, v[0], v[1], v[2], v[0] + 12, v[2], v[1], v[0]]
-            step = 0.5 if beat_ql == 1.0 else 0.5
-            for j, t in enumerate(np.arange(t0, t0 + slot - 1e-6, step)):
-                notes.append(Note(seq[j % len(seq)], float(t), step * 1.6, vel - 8 + (6 if j == 0 else 0)))
+            for j, t in enumerate(np.arange(t0, t0 + slot - 1e-6, 0.5)):  # eighth notes
+                notes.append(Note(seq[j % len(seq)], float(t), 0.8, vel - 8 + (6 if j == 0 else 0)))
         elif pattern == "strum":
             offs = [t for t in np.arange(t0, t0 + slot - 1e-6, 0.5) if rng.random() < (0.95 if t % 1 == 0 else 0.55)]
             for t in offs:

@@ -95,8 +95,10 @@ def make_caption(tags: dict, rng: np.random.Generator) -> str:
     s1 = " ".join([parts[0], pick(lead_bits), pick(key_bits) if rng.random() < 0.5 else pick(tempo_bits)])
     sentences = [_cap(s1) + "."]
     if length >= 2:
-        chords = pick([f"{harm} plays the chords", f"the chords come from {_a(harm)}",
-                       f"{harm} provides the harmony"])
+        plural = harm.endswith("s") and not harm.endswith(("bass", "brass"))  # "synth strings play"
+        chords = pick([f"{harm} {'play' if plural else 'plays'} the chords",
+                       f"the chords come from {harm if plural else _a(harm)}",
+                       f"{harm} {'provide' if plural else 'provides'} the harmony"])
         sentences.append(_cap(chords + (f", with {' and '.join(rhythm_bits)}" if rhythm_bits else "") + "."))
     if length >= 3:
         other = pick([w for w in mood_words if w != mood] or [mood])

@@ -39,16 +39,7 @@ class _Encoder(nn.Module):
         self.codec = codec
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:  # [B, 1, T] -> [B, K, T/hop]
-        z = self.codec.encoder(audio)
-        B, D, T = z.shape
-        r = z.permute(0, 2, 1).reshape(B * T, D)
-        codes = []
-        for cb in self.codec.quantizer.levels:
-            e = cb.embed
-            idx = (r.pow(2).sum(1, keepdim=True) - 2 * r @ e.t() + e.pow(2).sum(1)[None]).argmin(1)
-            r = r - e[idx]
-            codes.append(idx.view(B, T))
-        return torch.stack(codes, 1)
+        return self.codec.quantizer.encode(self.codec.encoder(audio))
 
 
 class _StreamingDecoder(nn.Module):

@@ -1,7 +1,9 @@
 """Train the codec: ``python -m engine.train.codec --data runs/corpus --out runs/codec [--minutes M]``.
 
 Random crops of the corpus (or any dataset ``engine.data.dataset.open_dataset`` reads), multi-scale log-mel and
-spectral-convergence losses plus the RVQ commitment loss, AdamW. Resumable: ``OUT/last.pt`` is written every
+spectral-convergence losses plus the RVQ commitment loss, AdamW. The first ``--vq-warmup`` steps train the
+autoencoder without quantization; the codebooks are then initialised on its latents (measured: quantizing from
+step 0, early latents are a near-constant offset and every level collapses to a handful of codes). Resumable: ``OUT/last.pt`` is written every
 ``--ckpt-every`` steps and read back on start. Every ``--eval-every`` steps the model is scored on validation
 clips with the project metric (``engine.eval.metrics.mel_distance``) at 4 and 8 levels, and the best is kept as an
 fp16 model in ``OUT/best/`` (ship it with ``python -m engine.train.codec --ship OUT/best``). Runs unchanged under
@@ -10,6 +12,7 @@ fp16 model in ``OUT/best/`` (ship it with ``python -m engine.train.codec --ship 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -99,7 +102,16 @@ def train(a: argparse.Namespace) -> dict:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, best, history, trained_s = ck["step"], ck["best"], ck["history"], ck.get("trained_s", 0.0)
+        for g in opt.param_groups:  # the command line's learning rate wins (e.g. a lower one to finish a run)
+            g["lr"] = a.lr
         print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
+    elif a.init:  # continue from shipped weights (fp16 -> fp32); their codebooks are already initialised
+        shipped = Codec.load(a.init)
+        if dataclasses.replace(shipped.cfg, version=cfg.version) != cfg:
+            raise SystemExit(f"{a.init} has another architecture ({shipped.cfg}); pass matching --channels etc.")
+        model.load_state_dict(shipped.state_dict())
+        step = a.vq_warmup
+        print(f"initialised from {a.init}", file=sys.stderr)
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     sampler = CropSampler(open_dataset(a.data, "train"), a.seconds, a.seed, progress=rank == 0)
@@ -110,8 +122,12 @@ def train(a: argparse.Namespace) -> dict:
     bar = tqdm(total=a.steps, initial=step, desc="codec", disable=rank != 0)
     t0 = time.time()
     while step < a.steps and time.time() < deadline:
+        if step == a.vq_warmup and not all(bool(l.initialised) for l in model.quantizer.levels):
+            with torch.no_grad():  # codebooks start on the warmed-up latents of a large batch
+                big = torch.cat([sampler.batch(10_000_000 + step * 8 + j, a.batch, rank) for j in range(6)])
+                model.quantizer.init_from(model.encoder(big[:, None].to(device)))
         x = sampler.batch(step, a.batch, rank).to(device)
-        o = ddp_model(x)
+        o = ddp_model(x, quantize=step >= a.vq_warmup)
         loss, parts = codec_loss(x, o.audio[:, 0, : x.shape[-1]], cfg.sample_rate)
         total = loss + a.commit * o.commit_loss
         opt.zero_grad(set_to_none=True)
@@ -120,7 +136,7 @@ def train(a: argparse.Namespace) -> dict:
         opt.step()
         step += 1
         bar.update()
-        bar.set_postfix(mel=f"{parts['mel']:.3f}", sc=f"{parts['sc']:.3f}", commit=f"{float(o.commit_loss):.3f}",
+        bar.set_postfix(mel=f"{parts['mel']:.3f}", sc=f"{parts['sc']:.3f}", commit=f"{float(o.commit_loss.detach()):.3f}",
                         aps=f"{step and a.batch * a.seconds * world / max(1e-9, (time.time() - t0) / max(1, bar.n - bar.initial)):.1f}")
         last = step >= a.steps or time.time() >= deadline
         if rank == 0 and (step % a.eval_every == 0 or last):
@@ -168,10 +184,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=1.0, help="crop length")
     ap.add_argument("--lr", type=float, default=6e-4)
-    ap.add_argument("--commit", type=float, default=1.0)
+    ap.add_argument("--commit", type=float, default=0.25, help="weight of the VQ commitment + codebook losses")
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--max-channels", type=int, default=256)
     ap.add_argument("--dilations", type=int, nargs="+", default=[1, 3])
+    ap.add_argument("--init", type=Path, default=None, help="start from a saved model (e.g. assets/codec)")
+    ap.add_argument("--vq-warmup", type=int, default=300, help="steps trained without quantization first")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-clips", type=int, default=16)
     ap.add_argument("--ckpt-every", type=int, default=100)

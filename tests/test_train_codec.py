@@ -1,0 +1,35 @@
+"""The codec training entry point on a tiny config: trains, evaluates, keeps the best, resumes, ships only if better."""
+import json
+
+import torch
+
+from engine.codec import Codec
+from engine.train import codec as train_codec
+
+TINY_ARGS = ["--channels", "4", "--max-channels", "16", "--batch", "2", "--seconds", "0.2", "--vq-warmup", "2",
+             "--eval-every", "3", "--eval-clips", "2", "--ckpt-every", "2"]
+
+
+def test_train_resume_and_ship(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_codec.main(["--data", str(tiny_corpus), "--out", str(out), "--steps", "4", *TINY_ARGS]) == 0
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["step"] == 4 and len(ck["history"]) == 2  # evaluated at step 3 and at the end
+    flags = [bool(v) for k, v in ck["model"].items() if k.endswith("initialised")]
+    assert len(flags) == 8 and all(flags)  # codebooks were initialised on warmed-up latents
+    best = Codec.load(out / "best")
+    metrics = json.loads((out / "best" / "metrics.json").read_text())
+    assert {"mel_4", "mel_8", "step"} <= set(metrics)
+
+    assert train_codec.main(["--data", str(tiny_corpus), "--out", str(out), "--steps", "6", *TINY_ARGS]) == 0
+    assert "resumed" in capsys.readouterr().err
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 6
+
+    assets = tmp_path / "assets"
+    train_codec.ship(out / "best", assets)
+    assert Codec.load(assets).cfg == best.cfg
+    worse = json.loads((assets / "metrics.json").read_text())
+    worse["mel_8"] += 1.0
+    (out / "best" / "metrics.json").write_text(json.dumps(worse))
+    train_codec.ship(out / "best", assets)  # not better: nothing replaced
+    assert json.loads((assets / "metrics.json").read_text())["mel_8"] == worse["mel_8"] - 1.0
