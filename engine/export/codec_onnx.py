@@ -130,7 +130,7 @@ class OnnxCodec:
 
     def decode_step(self, codes: np.ndarray, state: list[np.ndarray] | None = None):
         codes = np.asarray(codes, dtype=np.int64)
-        if codes.shape[1] < self.num_codebooks:  # missing levels contribute nothing: pad with a zero-vector code?
+        if codes.shape[1] < self.num_codebooks:  # the graph is exported with every level
             raise ValueError("the ONNX decoder takes all codebook levels; decode fewer levels with the torch model")
         state = state if state is not None else self.init_state(codes.shape[0])
         out = self.dec.run(None, {"codes": codes, **{f"state_{i}": s for i, s in enumerate(state)}})
