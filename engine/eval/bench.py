@@ -1,4 +1,5 @@
-"""Benchmarks: ``python -m engine.eval.bench codec [--corpus DIR] [--clips N] [--model DIR] [--append BENCHMARKS.md]``.
+"""Benchmarks: ``python -m engine.eval.bench codec [--corpus DIR] [--clips N] [--model DIR] [--append BENCHMARKS.md]``
+and ``python -m engine.eval.bench generate [--corpus DIR] [--clips N]`` (``engine.eval.generation``).
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
@@ -148,16 +149,25 @@ def main(argv=None) -> int:
     c.add_argument("--model", type=Path, default=Path("assets/codec"))
     c.add_argument("--onnx", type=Path, default=None, help="ONNX directory (exported there if missing)")
     c.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    g = sub.add_parser("generate")
+    g.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    g.add_argument("--clips", type=int, default=12)
+    g.add_argument("--assets", default="assets")
+    g.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     a = ap.parse_args(argv)
-    r = bench_codec(a.corpus, a.clips, a.model, a.onnx)
+    if a.what == "generate":
+        from . import generation
+        r = generation.bench_generation(a.corpus, a.clips, a.assets)
+        text = generation.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+    else:
+        r = bench_codec(a.corpus, a.clips, a.model, a.onnx)
+        text = markdown(r, a.model)
     print(json.dumps(r))
-    text = markdown(r, a.model)
     print(text)
     if a.append:
         with open(a.append, "a") as f:
             f.write("\n" + text)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

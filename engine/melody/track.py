@@ -21,6 +21,7 @@ FRAME_RATE = 25
 VOCAB = 13  # 0 = unvoiced, 1 + pitch class
 MIN_SECONDS, MAX_SECONDS = 0.5, 300.0
 _SR = 16_000
+_MAX_FLATNESS = 0.15
 _CONFIDENCE = 0.5
 _GATE_DB = 35.0
 _LAG = 2  # 10 ms steps
@@ -78,6 +79,19 @@ def _smooth(voiced: np.ndarray, min_run: int = 2) -> np.ndarray:
     return v
 
 
+def _flatness(x16: np.ndarray, n: int, win: int = 1024) -> np.ndarray:
+    """Spectral flatness (geometric / arithmetic mean power, 50 Hz-4 kHz) of 64 ms windows every 10 ms.
+
+    PESTO reports confident pitches on white noise now and then (measured: 30-93% of frames of Gaussian noise,
+    more once clipped). A hum, whistle or sung vowel is harmonic: median flatness <= 0.015 on 20 corpus renditions,
+    against 0.56 for white noise; frames above ``_MAX_FLATNESS`` are not melody."""
+    hop = _SR // 100
+    padded = np.pad(x16, (win // 2, win))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, win)[::hop][:n]
+    p = np.abs(np.fft.rfft(frames * np.hanning(win), axis=1))[:, 3:256] ** 2 + 1e-12
+    return np.exp(np.log(p).mean(1)) / p.mean(1)
+
+
 def _pesto_track(x16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """PESTO pitch (semitones, MIDI scale) and confidence every 10 ms of 16 kHz audio."""
     with torch.inference_mode():
@@ -119,7 +133,7 @@ def melody_from_audio(audio: np.ndarray, sr: int) -> MelodyTrack:
     n10 = len(semis)
     pad = np.pad(x16, (0, max(0, n10 * hop - len(x16))))[: n10 * hop]
     rms_db = 10 * np.log10(np.mean(pad.reshape(n10, hop) ** 2, axis=1) + 1e-10)
-    ok = (conf > _CONFIDENCE) & (rms_db > rms_db.max() - _GATE_DB)
+    ok = (conf > _CONFIDENCE) & (rms_db > rms_db.max() - _GATE_DB) & (_flatness(x16, n10) < _MAX_FLATNESS)
 
     n = int(round(seconds * FRAME_RATE))
     midi = np.full(n, np.nan)

@@ -1,0 +1,177 @@
+"""What the app does, without the widgets: read a hum, turn UI values into a generation request, stream the music,
+save it to the library. ``app.ui`` only wires these to Gradio components, so they are tested directly as well.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from engine.audio import AudioError, load_audio
+from engine.generate import SAMPLE_RATE, Cantus, GenerationError, Request, Segment, Settings
+from engine.melody import MelodyError, melody_from_audio
+
+from .library import Clip, ClipLibrary
+
+MAX_HUM_SECONDS = 300
+NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+EXAMPLES = [
+    "slow meditative flute and guitar",
+    "an upbeat pop song with piano and a steady drum beat",
+    "a melancholic piano ballad in a minor key",
+    "energetic techno track with a driving synth bass",
+    "a cheerful folk tune on the fiddle, fast tempo",
+    "calm ambient soundscape with warm pads",
+    "a swing jazz number led by a trumpet",
+    "an epic cinematic orchestral piece",
+]
+
+
+class UserError(ValueError):
+    """Shown to the user as it is."""
+
+
+class Heard:
+    """What the app heard in a hum: tokens for the generator and a human summary."""
+
+    def __init__(self, path: str, tokens: np.ndarray, midi: np.ndarray):
+        self.path, self.tokens, self.midi = path, tokens, midi
+
+    def notes(self) -> list[tuple[str, float, float]]:
+        """(note name, start s, length s) of runs of the same pitch class."""
+        out, cur, start = [], 0, 0
+        for i, t in enumerate(list(self.tokens) + [0]):
+            if t != cur:
+                if cur > 0 and i - start >= 3:
+                    out.append((NOTE_NAMES[cur - 1], start / 25, (i - start) / 25))
+                cur, start = t, i
+        return out
+
+    def summary(self) -> str:
+        notes = self.notes()
+        voiced = float(np.mean(self.tokens > 0))
+        names = " ".join(n for n, _, _ in notes[:40]) + (" …" if len(notes) > 40 else "")
+        return (f"Heard {len(self.tokens) / 25:.1f} s, melody in {voiced:.0%} of it, {len(notes)} notes: {names}\n"
+                "If this is not what you sang, record again closer to the microphone.")
+
+
+def hear(path: str | None) -> Heard | None:
+    """A recorded or uploaded hum -> Heard; None without one; UserError when it cannot be used."""
+    if not path:
+        return None
+    try:
+        import soundfile as sf
+        try:
+            sr = int(sf.info(path).samplerate)
+        except Exception:
+            sr = 44_100  # compressed formats: decoded by ffmpeg at this rate
+        audio = load_audio(path, sr, max_seconds=MAX_HUM_SECONDS)
+        track = melody_from_audio(audio, sr)
+    except (AudioError, MelodyError) as e:
+        raise UserError(str(e)) from None
+    return Heard(str(path), track.tokens, track.midi)
+
+
+def settings_from_ui(duration, seed, temperature, top_k, guidance) -> Settings:
+    try:
+        s = Settings(duration=float(duration), seed=int(seed), temperature=float(temperature), top_k=int(top_k),
+                     guidance=float(guidance))
+        return s.validate()
+    except (TypeError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+
+def story_from_rows(rows) -> list[Segment]:
+    """Rows of (prompt, seconds) from the story table -> segments (blank rows skipped)."""
+    segs = []
+    if rows is None:
+        return segs
+    values = rows.values.tolist() if hasattr(rows, "values") else list(rows)
+    for row in values:
+        if not row or not str(row[0] or "").strip():
+            continue
+        try:
+            sec = float(row[1])
+        except (TypeError, ValueError, IndexError):
+            raise UserError(f"the story line {str(row[0])[:40]!r} needs a number of seconds") from None
+        if not 1 <= sec <= 300:
+            raise UserError(f"each story line lasts 1 to 300 seconds, not {sec:g}")
+        segs.append(Segment(str(row[0]), sec))
+    return segs
+
+
+class Studio:
+    def __init__(self, engine: Cantus, library: ClipLibrary):
+        self.engine, self.library = engine, library
+
+    def request(self, prompt: str, story: list[Segment], heard: Heard | None, settings: Settings,
+                continue_clip: str | None = None) -> tuple[Request, dict]:
+        if story:
+            settings.duration = sum(s.seconds for s in story)
+            if settings.duration > 300:
+                raise UserError(f"the story lasts {settings.duration:g} s; the limit is 300 s")
+            segments = story
+        else:
+            segments = [Segment(prompt or "", settings.duration)]
+        try:
+            for seg in segments:
+                self.engine.text_tokens(seg.prompt)
+        except GenerationError as e:
+            raise UserError(str(e)) from None
+        cont = None
+        if continue_clip:
+            cont = self.library.audio(continue_clip)
+        meta = {"prompt": segments[0].prompt if len(segments) == 1 else " → ".join(s.prompt for s in segments),
+                "story": [asdict(s) for s in segments] if len(segments) > 1 else None,
+                "melody_file": Path(heard.path).name if heard else None,
+                "melody_tokens": heard.tokens.tolist() if heard else None,
+                "seed": settings.seed, "settings": asdict(settings), "continues": continue_clip,
+                "versions": self.engine.versions}
+        return Request(segments, settings, heard.tokens if heard else None, cont), meta
+
+    def stream(self, req: Request, meta: dict, progress=None, cancel=None) -> Iterator[tuple[str, object]]:
+        """Yields ("chunk", int16 [24000]) while generating, then ("clip", Clip) once saved."""
+        t0 = time.time()
+        parts = []
+        for chunk in self.engine.generate_stream(req, progress=progress, cancel=cancel):
+            parts.append(chunk)
+            yield "chunk", to_int16(chunk, pad_to=SAMPLE_RATE)
+        audio = np.concatenate(parts)
+        if req.continuation is not None:  # "extend": the saved clip is the original followed by the new part
+            audio = np.concatenate([req.continuation.astype(np.float32), audio])
+        meta = {**meta, "generation_seconds": round(time.time() - t0, 2)}
+        yield "clip", self.library.save(audio, meta)
+
+
+def to_int16(chunk: np.ndarray, pad_to: int = 0) -> np.ndarray:
+    """Fixed gain (no per-chunk rescaling, which would make loudness jump); short chunks padded with silence."""
+    x = np.clip(np.asarray(chunk, dtype=np.float32), -1, 1)
+    if pad_to and len(x) < pad_to:
+        x = np.pad(x, (0, pad_to - len(x)))
+    return (x * 32767).astype(np.int16)
+
+
+def clip_table(clips: list[Clip]) -> list[list]:
+    return [[c.id, c.name, c.meta.get("seed"), c.meta.get("seconds"), c.meta.get("created", "")] for c in clips]
+
+
+def remix_values(clip: Clip) -> dict:
+    s = clip.meta.get("settings", {})
+    return {"prompt": clip.meta.get("prompt", ""), "duration": s.get("duration", 10), "seed": clip.meta.get("seed", 0),
+            "temperature": s.get("temperature", 1.0), "top_k": s.get("top_k", 0), "guidance": s.get("guidance", 3.0),
+            "story": [[seg["prompt"], seg["seconds"]] for seg in clip.meta.get("story") or []]}
+
+
+def describe(clip: Clip) -> str:
+    m = clip.meta
+    lines = [f"**{clip.name}**  ·  id `{clip.id}`  ·  {m.get('seconds')} s  ·  seed {m.get('seed')}",
+             f"Prompt: {m.get('prompt')}"]
+    if m.get("melody_file"):
+        lines.append(f"Melody: {m['melody_file']}")
+    lines.append(f"Settings: `{json.dumps(m.get('settings', {}))}`")
+    lines.append(f"Permalink: `/?clip={clip.id}`")
+    return "\n\n".join(lines)

@@ -1,0 +1,232 @@
+"""The Gradio app: create (prompt, hum, settings, story, stream), library (browse, play, rename, delete, remix,
+share) — widgets only; the work is in ``app.studio`` and ``app.library``.
+
+Streaming: the generate event is a generator that yields 1 s int16 chunks at a fixed gain into a streaming
+``gr.Audio`` (Gradio would rescale float chunks one by one). Stop cancels the event; the engine stops at the next
+step. Every finished clip is saved to the library before it is shown; ``/?clip=<id>`` opens a clip.
+"""
+from __future__ import annotations
+
+import random
+import tempfile
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from engine.generate import SAMPLE_RATE, Cancelled
+
+from . import studio
+from .export import ExportError, export
+from .library import LibraryError
+from .studio import EXAMPLES, Studio, UserError
+
+HEADERS = ["id", "name", "seed", "seconds", "created"]
+
+
+def build(st: Studio) -> gr.Blocks:
+    downloads = tempfile.mkdtemp(prefix="cantus-dl-")
+
+    with gr.Blocks(title="Cantus") as demo:
+        heard_state = gr.State(None)
+        clip_state = gr.State(None)  # id of the clip on show
+        gr.Markdown("# Cantus\nType what you want to hear; hum, whistle or sing a melody if you like.")
+        with gr.Tab("Create"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    prompt = gr.Textbox(label="Prompt", lines=2, max_length=2000,
+                                        placeholder="slow meditative flute and guitar")
+                    gr.Examples(EXAMPLES, inputs=prompt, label="Examples")
+                    melody = gr.Audio(sources=["microphone", "upload"], type="filepath",
+                                      label="Melody (optional): record a hum or upload a file")
+                    heard_text = gr.Markdown()
+                    heard_plot = gr.LinePlot(x="seconds", y="MIDI note", height=180, label="What I heard",
+                                             visible=False)
+                with gr.Column(scale=2):
+                    duration = gr.Slider(1, 300, value=10, step=1, label="Duration (s)")
+                    with gr.Row():
+                        seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+                        dice = gr.Button("Random", scale=0, min_width=80)
+                    temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature (x stage defaults)")
+                    top_k = gr.Slider(0, 1024, value=0, step=1, label="Top-k (0 = off)")
+                    guidance = gr.Slider(1.0, 8.0, value=3.0, step=0.5, label="Guidance")
+                    variations = gr.Slider(1, 4, value=1, step=1, label="Variations (seed, seed+1, …)")
+            with gr.Accordion("Story mode: a new prompt every few seconds", open=False):
+                story = gr.Dataframe(headers=["prompt", "seconds"], datatype=["str", "number"], row_count=3,
+                                     column_count=2, value=[["", 10], ["", 10], ["", 10]], label="Story")
+            with gr.Row():
+                go = gr.Button("Generate", variant="primary")
+                extend = gr.Button("Extend this clip")
+                stop = gr.Button("Stop", variant="stop")
+            status = gr.Markdown()
+            live = gr.Audio(label="Live", streaming=True, autoplay=True, interactive=False)
+            result = gr.Audio(label="Clip", type="filepath", interactive=False)
+            info = gr.Markdown()
+            with gr.Row():
+                fmt = gr.Radio(["wav", "mp3", "flac"], value="wav", label="Download as")
+                dl_btn = gr.Button("Prepare download")
+            dl_file = gr.File(label="Download", interactive=False)
+
+        with gr.Tab("Library"):
+            with gr.Row():
+                search = gr.Textbox(label="Search", placeholder="words of the prompt or name", scale=3)
+                refresh = gr.Button("Refresh", scale=0)
+            table = gr.Dataframe(headers=HEADERS, interactive=False, label="Clips (newest first)")
+            lib_player = gr.Audio(type="filepath", label="Selected clip", interactive=False)
+            lib_info = gr.Markdown()
+            with gr.Row():
+                new_name = gr.Textbox(label="Rename to", scale=3)
+                rename_btn = gr.Button("Rename")
+                remix_btn = gr.Button("Remix (load its settings)")
+                delete_btn = gr.Button("Delete", variant="stop")
+            with gr.Row():
+                bundle_btn = gr.Button("Export bundle (zip)")
+                bundle_file = gr.File(label="Bundle", interactive=False)
+                import_file = gr.File(label="Import a bundle", file_types=[".zip"], type="filepath")
+            lib_status = gr.Markdown()
+
+        # ------------------------------------------------------------------------------------------ create
+        def on_melody(path):
+            if not path:
+                return None, "", gr.update(visible=False)
+            try:
+                h = studio.hear(path)
+            except UserError as e:
+                return None, f"⚠️ {e}", gr.update(visible=False)
+            t = np.arange(len(h.midi)) / 25
+            df = pd.DataFrame({"seconds": t, "MIDI note": h.midi}).dropna()
+            return h, h.summary(), gr.update(value=df, visible=True)
+
+        melody.change(on_melody, melody, [heard_state, heard_text, heard_plot], api_name="hear")
+        dice.click(lambda: random.randrange(2 ** 31), None, seed)
+
+        def run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, n_var, cont_id, progress):
+            try:
+                settings = studio.settings_from_ui(dur, seed_v, temp, k, g)
+                segs = studio.story_from_rows(story_v)
+                if not segs and not (prompt_v or "").strip():
+                    raise UserError("type a prompt first (or fill the story table)")
+                last = None
+                for v in range(int(n_var)):
+                    s = studio.Settings(**{**settings.__dict__, "seed": settings.seed + v})
+                    req, meta = st.request(prompt_v, segs, heard, s, cont_id)
+                    label = f"variation {v + 1}/{int(n_var)}: " if n_var > 1 else ""
+                    yield gr.skip(), gr.skip(), f"{label}generating…", gr.skip(), gr.skip()
+                    for kind, item in st.stream(req, meta, progress=lambda f, what: progress(f, desc=label + what)):
+                        if kind == "chunk":
+                            yield (SAMPLE_RATE, item), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                        else:
+                            last = item
+                    yield gr.skip(), str(last.audio_path), f"Saved as `{last.id}` ({label or 'done'})", \
+                        studio.describe(last), last.id
+            except (UserError, LibraryError) as e:
+                raise gr.Error(str(e))
+            except Cancelled:
+                yield gr.skip(), gr.skip(), "Stopped.", gr.skip(), gr.skip()
+
+        inputs = [prompt, story, heard_state, duration, seed, temperature, top_k, guidance, variations]
+        outputs = [live, result, status, info, clip_state]
+        def generate(prompt_v, story_v, heard, dur, seed_v, temp, k, g, n_var, progress=gr.Progress()):
+            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, n_var, None, progress)
+
+        def extend_clip(prompt_v, story_v, heard, dur, seed_v, temp, k, g, n_var, cont_id, progress=gr.Progress()):
+            if not cont_id:
+                raise gr.Error("there is no clip to extend yet: generate one or pick one in the library")
+            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, n_var, cont_id, progress)
+
+        gen = go.click(generate, inputs, outputs, concurrency_limit=1, concurrency_id="generate", api_name="generate")
+        ext = extend.click(extend_clip, inputs + [clip_state], outputs, concurrency_limit=1, concurrency_id="generate",
+                           api_name="extend")
+        stop.click(None, None, None, cancels=[gen, ext])
+
+        def prepare_download(cid, f):
+            if not cid:
+                raise gr.Error("generate or pick a clip first")
+            try:
+                clip = st.library.get(cid)
+                return str(export(st.library.audio(cid), SAMPLE_RATE, clip.meta, f, downloads))
+            except (LibraryError, ExportError) as e:
+                raise gr.Error(str(e))
+
+        dl_btn.click(prepare_download, [clip_state, fmt], dl_file)
+
+        # ----------------------------------------------------------------------------------------- library
+        def list_clips(q):
+            return pd.DataFrame(studio.clip_table(st.library.list(q or "")), columns=HEADERS)
+
+        def pick(df, evt: gr.SelectData):
+            cid = df.iloc[evt.index[0], 0]
+            clip = st.library.get(cid)
+            return str(clip.audio_path), studio.describe(clip), cid, clip.name
+
+        def do_rename(cid, name, q):
+            try:
+                clip = st.library.rename(_need(cid), name)
+            except LibraryError as e:
+                raise gr.Error(str(e))
+            return list_clips(q), studio.describe(clip), "Renamed."
+
+        def do_delete(cid, q):
+            try:
+                st.library.delete(_need(cid))
+            except LibraryError as e:
+                raise gr.Error(str(e))
+            return list_clips(q), None, "", None, "Deleted."
+
+        def do_remix(cid):
+            try:
+                v = studio.remix_values(st.library.get(_need(cid)))
+            except LibraryError as e:
+                raise gr.Error(str(e))
+            story_rows = v["story"] or [["", 10], ["", 10], ["", 10]]
+            return v["prompt"], v["duration"], v["seed"], v["temperature"], v["top_k"], v["guidance"], story_rows, \
+                "Settings loaded into Create."
+
+        def do_bundle(cid):
+            try:
+                data = st.library.export_bundle(_need(cid))
+            except LibraryError as e:
+                raise gr.Error(str(e))
+            path = f"{downloads}/cantus-{cid}.zip"
+            with open(path, "wb") as fh:
+                fh.write(data)
+            return path
+
+        def do_import(path, q):
+            if not path:
+                return gr.skip(), gr.skip()
+            try:
+                clip = st.library.import_bundle(path)
+            except (LibraryError, OSError) as e:
+                raise gr.Error(str(e))
+            return list_clips(q), f"Imported as `{clip.id}`: {clip.name}"
+
+        search.submit(list_clips, search, table)
+        refresh.click(list_clips, search, table)
+        table.select(pick, table, [lib_player, lib_info, clip_state, new_name])
+        rename_btn.click(do_rename, [clip_state, new_name, search], [table, lib_info, lib_status])
+        delete_btn.click(do_delete, [clip_state, search], [table, lib_player, lib_info, clip_state, lib_status])
+        remix_btn.click(do_remix, clip_state, [prompt, duration, seed, temperature, top_k, guidance, story, lib_status])
+        bundle_btn.click(do_bundle, clip_state, bundle_file)
+        import_file.upload(do_import, [import_file, search], [table, lib_status])
+
+        # --------------------------------------------------------------------------------------- permalinks
+        def on_load(q, request: gr.Request):
+            cid = (request.query_params.get("clip") if request else None) or ""
+            table_v = list_clips(q)
+            if not cid:
+                return table_v, None, "", None, ""
+            try:
+                clip = st.library.get(cid)
+            except LibraryError as e:
+                return table_v, None, f"⚠️ {e}", None, ""
+            return table_v, str(clip.audio_path), studio.describe(clip), cid, clip.name
+
+        demo.load(on_load, search, [table, result, info, clip_state, new_name])
+    return demo
+
+
+def _need(cid):
+    if not cid:
+        raise LibraryError("pick a clip in the table first")
+    return cid

@@ -1,0 +1,359 @@
+"""Text (+ hum) -> music: the MusicLM hierarchy end to end, streamed.
+
+``Cantus.load(assets)`` loads the codec, MuLan, the semantic tokenizer and the three stages, and checks that the
+stages were trained on tokens of exactly these models. ``generate_stream`` yields 24 kHz float32 chunks of at most
+``chunk_seconds`` as soon as the codec's stateful decoder has them; ``generate`` returns the whole clip (the same
+codes, decoded in one batch). Both are deterministic for the same inputs, seed and backend.
+
+Long form: windows of 10 s (the stages' training length); each window after the first keeps the last 5 s of codes
+and semantic ids as its prompt (MusicLM keeps 15 of 30 s), so the decoder just continues: there is no join to
+smooth. Story mode: a list of (prompt, seconds); each window takes the prompt in force where its new audio starts.
+A melody shorter than the music repeats. Each stage of each window draws from its own generator seeded from
+(seed, window, stage), so chunking and interleaving never change the result.
+
+CLI: ``python -m engine.generate --prompt TEXT [--melody FILE] [--duration S] [--seed N] [--temperature T]
+[--top-k K] [--guidance G] [--continue FILE] --out OUT.wav``; bad input exits with status 2 and one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .audio import AudioError, load_audio, resample
+from .codec import Codec
+from .lm.model import StageLM
+from .lm.sampler import StageSampler
+from .lm.sampling import SamplingParams
+from .melody import VOCAB as MELODY_VOCAB
+from .melody import MelodyError, melody_from_audio
+from .mulan import MuLan, PromptError
+from .semantic import SemanticTokenizer
+
+SAMPLE_RATE = 24_000
+CODEC_RATE, SEMANTIC_RATE = 50, 25
+WINDOW_S, KEEP_S = 10.0, 5.0
+MAX_SECONDS = 300.0
+STAGE_DEFAULTS = {"semantic": 1.0, "coarse": 0.95, "fine": 0.4}  # MusicLM's temperatures
+
+
+class GenerationError(ValueError):
+    """Input the generator cannot use; the message is meant for the user."""
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class Settings:
+    duration: float = 10.0
+    seed: int = 0
+    temperature: float = 1.0  # scales every stage's default temperature (1.0 / 0.95 / 0.4)
+    top_k: int = 0  # semantic and coarse stages; 0 = off
+    top_p: float = 1.0
+    guidance: float = 3.0  # classifier-free guidance of the semantic and coarse stages; 1 = off
+
+    def validate(self) -> "Settings":
+        if not isinstance(self.seed, (int, np.integer)) or not 0 <= int(self.seed) < 2 ** 63:
+            raise GenerationError(f"the seed must be a whole number from 0 to 2^63 - 1, got {self.seed!r}")
+        if not np.isfinite(self.duration) or not 0.5 <= self.duration <= MAX_SECONDS:
+            raise GenerationError(f"the duration must be between 0.5 s and {MAX_SECONDS:.0f} s, got {self.duration}")
+        try:
+            for name in STAGE_DEFAULTS:
+                self.params(name).validate(name)
+        except ValueError as e:
+            raise GenerationError(str(e)) from None
+        return self
+
+    def params(self, stage: str) -> SamplingParams:
+        fine = stage == "fine"
+        return SamplingParams(temperature=STAGE_DEFAULTS[stage] * self.temperature, top_k=0 if fine else self.top_k,
+                              top_p=1.0 if fine else self.top_p, guidance=1.0 if fine else self.guidance)
+
+
+@dataclass
+class Segment:
+    prompt: str
+    seconds: float
+
+
+@dataclass
+class Request:
+    segments: list[Segment]
+    settings: Settings = field(default_factory=Settings)
+    melody: np.ndarray | None = None  # 25 Hz melody tokens (engine.melody), or None for text only
+    continuation: np.ndarray | None = None  # audio (24 kHz mono) to continue
+
+
+class Cantus:
+    def __init__(self, codec: Codec, mulan: MuLan, semantic: SemanticTokenizer, stages: dict[str, StageLM],
+                 codec_backend=None):
+        self.codec, self.mulan, self.semantic, self.stages = codec, mulan, semantic, stages
+        self.decoder = codec_backend or codec
+        versions = {"codec": codec.cfg.version, "mulan": mulan.cfg.version, "semantic": semantic.cfg.version}
+        for name, st in stages.items():
+            trained_on = json.loads(st.cfg.version)
+            if trained_on != versions:
+                raise RuntimeError(f"the {name} stage was trained on tokens of {trained_on}, but the loaded models are "
+                                   f"{versions}: retrain it (python -m engine.train.stage {name})")
+        assert stages["semantic"].cfg.vocab == semantic.cardinality == stages["coarse"].cfg.cond_vocabs[0]
+        assert stages["coarse"].cfg.vocab == stages["fine"].cfg.vocab == codec.cfg.codebook_size
+        assert stages["semantic"].cfg.cond_vocabs == (MELODY_VOCAB,)
+        self.versions = {**versions, "stages": {n: s.cfg.d_model for n, s in stages.items()}}
+        self.text_cache: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def load(cls, assets: str | Path = "assets", backend: str = "onnx", threads: int | None = None) -> "Cantus":
+        """``backend`` "onnx" (default: onnxruntime, CUDA when present) or "torch" (eager, the fallback)."""
+        assets = Path(assets)
+        missing = [d for d in ("codec", "mulan", "semantic", "stages") if not (assets / d).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{assets} lacks the trained models {missing}; see README (rebuilding the models)")
+        codec = Codec.load(assets / "codec")
+        stages = {n: StageLM.load(assets / "stages", n) for n in ("semantic", "coarse", "fine")}
+        decoder = None
+        if backend == "onnx":
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                print("onnxruntime is not installed: using eager torch", file=sys.stderr)
+                backend = "torch"
+        if backend == "onnx":
+            from .export.cache import exported
+            from .export.codec_onnx import OnnxCodec, export_codec
+            from .export.stage_onnx import OnnxStage, export_stage
+            stages = {n: OnnxStage(m, exported(f"stage-{n}", assets / "stages" / f"{n}.safetensors",
+                                               lambda d, m=m: export_stage(m, d)), threads)
+                      for n, m in stages.items()}
+            decoder = _OnnxDecoder(OnnxCodec(exported("codec", assets / "codec" / "codec.safetensors",
+                                                      lambda d: export_codec(codec, d)), threads))
+        elif backend != "torch":
+            raise ValueError(f"unknown backend {backend!r}: onnx or torch")
+        model = cls(codec, MuLan.load(assets / "mulan"), SemanticTokenizer.load(assets / "semantic"), stages, decoder)
+        model.backend = backend
+        return model
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def text_tokens(self, prompt: str) -> torch.Tensor:
+        """prompt -> [12] MuLan tokens (raises GenerationError on an empty prompt)."""
+        try:
+            key = " ".join(prompt.split()) if isinstance(prompt, str) else prompt
+            if key not in self.text_cache:
+                self.text_cache[key] = self.mulan.tokens(self.mulan.embed_text([prompt]))[0]
+            return self.text_cache[key]
+        except PromptError as e:
+            raise GenerationError(str(e)) from None
+
+    @staticmethod
+    def melody_tokens(audio: np.ndarray, sr: int) -> np.ndarray:
+        """A hum / whistle / song -> 25 Hz melody tokens (raises GenerationError when no melody is heard)."""
+        try:
+            return melody_from_audio(audio, sr).tokens
+        except MelodyError as e:
+            raise GenerationError(str(e)) from None
+
+    # ------------------------------------------------------------------------------------------ codes
+    @torch.inference_mode()
+    def code_stream(self, req: Request, progress: Callable[[float, str], None] | None = None,
+                    cancel: Callable[[], bool] | None = None, chunk_frames: int = 50) -> Iterator[torch.Tensor]:
+        """Yields codes [8, n] of consecutive new frames (50 Hz), chunk by chunk."""
+        s = req.settings.validate()
+        if not req.segments:
+            raise GenerationError("give a prompt (or a story: a list of prompts with seconds)")
+        bounds = np.cumsum([seg.seconds for seg in req.segments])
+        prompts = [self.text_tokens(seg.prompt) for seg in req.segments]
+        null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)
+        total = int(round(min(s.duration, bounds[-1]) * CODEC_RATE / 2)) * 2  # even: two codec frames per id
+        melody = None
+        if req.melody is not None and len(req.melody):
+            melody = torch.as_tensor(np.resize(np.asarray(req.melody, dtype=np.int64), total // 2 + 1))
+        ctx_codes = torch.zeros(8, 0, dtype=torch.long)
+        ctx_sem = torch.zeros(0, dtype=torch.long)
+        if req.continuation is not None:
+            a = torch.from_numpy(np.asarray(req.continuation, dtype=np.float32))[None]
+            keep = int(KEEP_S * SAMPLE_RATE)
+            a = a[:, -keep:]
+            a = a[:, : a.shape[-1] // 1920 * 1920]  # whole semantic frames (2 codec frames)
+            if a.shape[-1]:
+                ctx_codes = self.codec.encode(a)[0, :, : a.shape[-1] // 480]
+                ctx_sem = self.semantic.encode(a)[0, : ctx_codes.shape[-1] // 2]
+                ctx_codes = ctx_codes[:, : 2 * len(ctx_sem)]
+        win, produced, w = int(WINDOW_S * CODEC_RATE), 0, 0
+        while produced < total:
+            n_ctx = ctx_codes.shape[-1]
+            n_new = min(win - n_ctx, total - produced)
+            W = n_ctx + n_new
+            t_new = produced / CODEC_RATE  # seconds into the piece where this window's new audio starts
+            prefix = prompts[min(int(np.searchsorted(bounds, t_new, side="right")), len(prompts) - 1)]
+            gens = [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + k) for k in range(3)]
+            guided = s.guidance != 1.0
+            pre = torch.stack([prefix, null]) if guided else prefix[None]
+            # stage 1: semantic ids for the window (melody aligned by absolute time)
+            st1 = self.stages["semantic"]
+            mel = torch.full((1, 1, W // 2), MELODY_VOCAB)
+            if melody is not None:  # the melody starts with the new audio; a continuation's context has none
+                first = (produced - n_ctx) // 2  # melody frame of the window's first frame
+                j0 = max(0, -first)
+                mel[0, 0, j0:] = melody[first + j0:first + W // 2][: W // 2 - j0]
+            cond1 = torch.cat([mel, torch.full_like(mel, MELODY_VOCAB)]) if guided else mel
+            sem = StageSampler(st1, pre, cond1, W // 2, s.params("semantic"), gens[0], ctx_sem[None])
+            while not sem.done:
+                _check(cancel)
+                sem.advance()
+                if progress and sem.s % 25 == 0:
+                    progress((produced + n_new * 0.2 * sem.s / sem.S) / total, "semantic tokens")
+            sem_ids = sem.codes()[0]  # [W // 2]
+            # stages 2 and 3 interleaved: fine step s needs coarse frames up to s + 2
+            cond2 = sem_ids[None, None].expand(pre.shape[0], -1, -1)
+            coarse = StageSampler(self.stages["coarse"], pre, cond2, W, s.params("coarse"), gens[1], ctx_codes[:4])
+            fine_cond = torch.full((1, 4, W), self.codec.cfg.codebook_size, dtype=torch.long)
+            fine_cond[0, :, :n_ctx] = ctx_codes[:4]
+            fine = StageSampler(self.stages["fine"], prefix[None], fine_cond, W, s.params("fine"), gens[2],
+                                ctx_codes[4:8], progressive=True)
+            emitted = n_ctx
+            while emitted < W:
+                _check(cancel)
+                need = min(W, fine.s + 3)
+                while coarse.frames_done < need:
+                    before = coarse.frames_done
+                    coarse.advance()
+                    if coarse.frames_done > before:
+                        fine.cond_ids[0, :, before:coarse.frames_done] = coarse.codes(before, coarse.frames_done)
+                fine.advance()
+                ready = fine.frames_done
+                if ready - emitted >= chunk_frames or (ready == W and ready > emitted):
+                    codes = torch.cat([coarse.codes(emitted, ready), fine.codes(emitted, ready)])
+                    produced += ready - emitted
+                    emitted = ready
+                    if progress:
+                        progress(produced / total, "acoustic tokens")
+                    yield codes
+            all_codes = torch.cat([coarse.codes(0, W), fine.codes(0, W)])
+            keep = min(W, int(KEEP_S * CODEC_RATE))
+            ctx_codes, ctx_sem = all_codes[:, W - keep:], sem_ids[(W - keep) // 2:]
+            w += 1
+
+    # ------------------------------------------------------------------------------------------ audio
+    def generate_stream(self, req: Request, progress=None, cancel=None, chunk_seconds: float = 1.0) -> Iterator[np.ndarray]:
+        """Yields float32 mono 24 kHz chunks of at most ``chunk_seconds`` (>= 0.02 s) as they are decoded."""
+        chunk = max(1, int(chunk_seconds * CODEC_RATE))
+        state = None
+        if req.continuation is not None:  # warm the decoder on the context so the first chunk joins seamlessly
+            state = self._warm_state(req.continuation)
+        for codes in self.code_stream(req, progress, cancel, chunk_frames=chunk):
+            audio, state = self.decoder.decode_step(codes[None], state)
+            yield np.asarray(audio[0], dtype=np.float32)
+
+    def generate(self, req: Request, progress=None, cancel=None) -> np.ndarray:
+        """The whole clip: the same codes as the stream, decoded in one call (float32 mono 24 kHz)."""
+        codes = torch.cat(list(self.code_stream(req, progress, cancel, chunk_frames=10 ** 9)), -1)
+        state = self._warm_state(req.continuation) if req.continuation is not None else None
+        audio, _ = self.decoder.decode_step(codes[None], state)
+        return np.asarray(audio[0], dtype=np.float32)
+
+    def _context_codes(self, audio: np.ndarray) -> torch.Tensor:
+        a = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None]
+        a = a[:, -int(KEEP_S * SAMPLE_RATE):]
+        a = a[:, : a.shape[-1] // 1920 * 1920]
+        return self.codec.encode(a)[0, :, : a.shape[-1] // 480] if a.shape[-1] else torch.zeros(8, 0, dtype=torch.long)
+
+    def _warm_state(self, audio: np.ndarray):
+        ctx = self._context_codes(audio)
+        if not ctx.shape[-1]:
+            return None
+        _, state = self.decoder.decode_step(ctx[None], None)
+        return state
+
+
+class _OnnxDecoder:
+    """Adapts OnnxCodec's numpy streaming decoder to the torch codes the generator produces."""
+
+    def __init__(self, onnx_codec):
+        self.onnx = onnx_codec
+
+    def decode_step(self, codes: torch.Tensor, state=None):
+        audio, state = self.onnx.decode_step(codes.numpy().astype(np.int64), state)
+        return torch.from_numpy(np.asarray(audio)), state
+
+
+def _check(cancel) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("generation was stopped")
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def build_request(prompt: str | Sequence[Segment], settings: Settings, melody_file: str | None = None,
+                  continue_file: str | None = None) -> Request:
+    segments = list(prompt) if not isinstance(prompt, str) else [Segment(prompt, settings.duration)]
+    melody = None
+    if melody_file:
+        audio, sr = _read(melody_file)
+        melody = Cantus.melody_tokens(audio, sr)
+    cont = None
+    if continue_file:
+        audio, sr = _read(continue_file)
+        cont = resample(audio, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else audio
+    return Request(segments, settings, melody, cont)
+
+
+def _read(path: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+    try:
+        info = sf.info(path)
+        sr = int(info.samplerate)
+    except Exception:
+        sr = SAMPLE_RATE
+    try:
+        return load_audio(path, sr, max_seconds=600), sr
+    except AudioError as e:
+        raise GenerationError(str(e)) from None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.generate", description="Text (+ hum) to music.")
+    ap.add_argument("--prompt", required=True)
+    ap.add_argument("--melody", help="a hummed, whistled or sung recording to follow")
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-k", type=int, default=0)
+    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--continue", dest="cont", help="an audio clip to continue")
+    ap.add_argument("--assets", default="assets")
+    ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    try:
+        settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance).validate()
+        req = build_request(a.prompt, settings, a.melody, a.cont)
+        model = Cantus.load(a.assets, a.backend)
+        for seg in req.segments:
+            model.text_tokens(seg.prompt)  # a bad prompt fails before the progress bar starts
+        from tqdm import tqdm
+        bar = tqdm(total=100, desc="generating", unit="%")
+
+        def progress(f, what):
+            bar.n = int(100 * f)
+            bar.set_postfix_str(what)
+            bar.refresh()
+        audio = model.generate(req, progress)
+        bar.close()
+    except (GenerationError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import soundfile as sf
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(a.out, audio, SAMPLE_RATE, subtype="PCM_16")
+    print(json.dumps({"out": a.out, "seconds": round(len(audio) / SAMPLE_RATE, 2), **asdict(settings)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

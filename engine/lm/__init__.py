@@ -1,0 +1,1 @@
+"""Decoder-only transformer stages, their delay pattern, sampling."""

@@ -1,0 +1,156 @@
+"""MuLan at laptop scale: a trained projection on the frozen MiniLM text tower, a small audio tower on the music
+front end (``engine.spectral``), a 128-d shared space, and a 12 x 1024 residual k-means that turns an embedding
+(text or audio alike) into the 12 conditioning tokens of the stages.
+
+Audio tower: frame features [B, 136, T] (log-mel + semitone bands, 25 Hz) -> 1x1 conv to ``width`` -> residual
+dilated conv blocks (GroupNorm, GELU) -> mean and max over time; the global features (tempogram + key-profile
+correlations) through a small MLP; both concatenated -> linear -> 128, L2-normalised. Windows are 10 s; longer audio
+is embedded as the mean of 10 s windows at 1 s strides (as MusicLM does), re-normalised.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .. import spectral
+from ..kmeans import ResidualKMeans
+from .text import DIM as TEXT_DIM
+from .text import encode_sentences
+
+WINDOW_S = 10.0
+STRIDE_S = 1.0
+
+
+@dataclass
+class MuLanConfig:
+    dim: int = 128
+    width: int = 256
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2)
+    text_hidden: int = 512
+    token_levels: int = 12
+    token_size: int = 1024
+    version: str = "dev"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MuLanConfig":
+        d = dict(d)
+        d["dilations"] = tuple(d["dilations"])
+        return cls(**d)
+
+
+class _Block(nn.Module):
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(8, width)
+        self.conv = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
+        self.proj = nn.Conv1d(width, width, 1)
+
+    def forward(self, x):
+        return x + self.proj(F.gelu(self.conv(F.gelu(self.norm(x)))))
+
+
+class AudioTower(nn.Module):
+    """(frames [B, 136, T], global [B, 199]) -> unit vectors [B, dim]."""
+
+    def __init__(self, cfg: MuLanConfig):
+        super().__init__()
+        self.inp = nn.Conv1d(spectral.N_FRAME_FEATURES, cfg.width, 1)
+        self.blocks = nn.Sequential(*[_Block(cfg.width, d) for d in cfg.dilations])
+        self.norm = nn.GroupNorm(8, cfg.width)
+        self.glob = nn.Sequential(nn.Linear(spectral.N_GLOBAL, 128), nn.GELU(), nn.Linear(128, 128), nn.GELU())
+        self.out = nn.Sequential(nn.Linear(2 * cfg.width + 128, 512), nn.GELU(), nn.Linear(512, cfg.dim))
+
+    def forward(self, frames: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.norm(self.blocks(self.inp(frames))))
+        h = torch.cat([h.mean(-1), h.amax(-1), self.glob(glob)], -1)
+        return F.normalize(self.out(h), dim=-1)
+
+
+class TextProjection(nn.Module):
+    """MiniLM sentence embeddings [B, 384] -> unit vectors [B, dim]."""
+
+    def __init__(self, cfg: MuLanConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(TEXT_DIM, cfg.text_hidden), nn.GELU(), nn.Linear(cfg.text_hidden, cfg.dim))
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(e), dim=-1)
+
+
+class MuLan(nn.Module):
+    def __init__(self, cfg: MuLanConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.audio = AudioTower(cfg)
+        self.text = TextProjection(cfg)
+        self.log_temp = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
+        self.rvq: ResidualKMeans | None = None
+
+    # ----------------------------------------------------------------------------------------- embeddings
+    @torch.inference_mode()
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """prompts -> [N, dim] unit vectors (raises text.PromptError for an empty prompt)."""
+        return self.text(torch.from_numpy(encode_sentences(list(texts))))
+
+    @staticmethod
+    def windows(audio: np.ndarray, sr: int) -> torch.Tensor:
+        """Mono audio at ``sr`` -> 10 s windows [W, 240000] at 24 kHz, 1 s stride (short audio: one padded window)."""
+        from ..audio import resample
+        a = resample(np.asarray(audio, dtype=np.float32), sr, spectral.SAMPLE_RATE) if sr != spectral.SAMPLE_RATE else audio
+        a = torch.as_tensor(np.asarray(a, dtype=np.float32))
+        win, hop = int(WINDOW_S * spectral.SAMPLE_RATE), int(STRIDE_S * spectral.SAMPLE_RATE)
+        if len(a) <= win:
+            return a[None]
+        starts = range(0, len(a) - win + 1, hop)
+        return torch.stack([a[s:s + win] for s in starts])
+
+    @torch.inference_mode()
+    def embed_audio(self, audio: np.ndarray, sr: int, batch: int = 16) -> torch.Tensor:
+        """One recording (float mono) -> [dim] unit vector: the mean over its 10 s windows, re-normalised."""
+        w = self.windows(audio, sr)
+        embs = []
+        for i in range(0, len(w), batch):
+            x = w[i:i + batch]
+            embs.append(self.audio(spectral.frames(x), spectral.global_features(x)))
+        return F.normalize(torch.cat(embs).mean(0), dim=-1)
+
+    # --------------------------------------------------------------------------------------------- tokens
+    def tokens(self, emb: torch.Tensor) -> torch.Tensor:
+        """[N, dim] embeddings (text or audio) -> [N, 12] token ids."""
+        if self.rvq is None:
+            raise RuntimeError("this MuLan has no token codebooks yet (fit them with engine.train.mulan)")
+        return self.rvq.encode(emb)
+
+    def detokenize(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.rvq.decode(ids)
+
+    # -------------------------------------------------------------------------------------------- save/load
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().half().contiguous() for k, v in self.state_dict().items()},
+                  str(path / "mulan.safetensors"))
+        if self.rvq is not None:
+            self.rvq.save(path, "mulan_rvq")
+        (path / "mulan.json").write_text(json.dumps(asdict(self.cfg), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MuLan":
+        path = Path(path)
+        if not (path / "mulan.json").is_file():
+            raise FileNotFoundError(f"no MuLan model in {path} (expected mulan.json + mulan.safetensors)")
+        model = cls(MuLanConfig.from_dict(json.loads((path / "mulan.json").read_text())))
+        model.load_state_dict({k: v.float() for k, v in load_file(str(path / "mulan.safetensors")).items()})
+        if (path / "mulan_rvq.safetensors").is_file():
+            model.rvq = ResidualKMeans.load(path, "mulan_rvq")
+        return model.eval()
+
+
+__all__ = ["MuLan", "MuLanConfig"]

@@ -1,0 +1,69 @@
+"""Rebuild every shipped model from nothing: ``python -m engine.train.all --runs runs --hours 10``.
+
+corpus -> codec -> MuLan -> semantic tokenizer -> tokens -> semantic / coarse / fine stages, each step a call of
+that model's own entry point. Every step is cached and resumable: the corpus build resumes from its parts (and skips
+finished ones), each trainer from its ``last.pt``, tokenisation skips files it has made. Budgets are wall-clock
+minutes per call (the 2-core defaults total about 5.5 hours); calling again after an interruption continues each
+trainer for another budget. On GPUs raise them or launch the same entry points under ``torchrun``. Shipping follows each trainer's rule (only
+a better model replaces the one in ``assets/``), so later steps train on whatever is shipped.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import codec as train_codec
+from . import mulan as train_mulan
+from . import semantic as train_semantic
+from . import stage as train_stage
+from . import tokenize
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.train.all", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, default=Path("runs"))
+    ap.add_argument("--assets", type=Path, default=Path("assets"))
+    ap.add_argument("--hours", type=float, default=10.0, help="corpus size")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--codec-minutes", type=float, default=90)
+    ap.add_argument("--mulan-minutes", type=float, default=40)
+    ap.add_argument("--stage-minutes", type=float, nargs=3, default=[40, 90, 40], metavar=("SEM", "COARSE", "FINE"))
+    a = ap.parse_args(argv)
+    corpus = a.runs / f"corpus{a.hours:g}h"
+    steps = []
+
+    def step(name, fn):
+        print(f"== {name}", file=sys.stderr, flush=True)
+        steps.append(name)
+        fn()
+
+    from ..data.build import main as build_main
+    step("corpus", lambda: build_main(["--hours", str(a.hours), "--out", str(corpus), "--seed", str(a.seed),
+                                       "--workers", str(a.workers)]))
+    step("codec", lambda: (train_codec.main(["--data", str(corpus), "--out", str(a.runs / "codec"),
+                                             "--minutes", str(a.codec_minutes)]),
+                           train_codec.main(["--ship", str(a.runs / "codec" / "best"),
+                                             "--assets", str(a.assets / "codec")])))
+    step("mulan", lambda: (train_mulan.main(["--data", str(corpus), "--out", str(a.runs / "mulan"),
+                                             "--minutes", str(a.mulan_minutes)]),
+                           train_mulan.main(["--out", str(a.runs / "mulan"), "--ship",
+                                             "--assets", str(a.assets / "mulan")])))
+    step("semantic tokenizer", lambda: (
+        train_semantic.main(["--data", str(corpus), "--features", str(a.runs / "mulan"), "--out", str(a.runs / "semantic")]),
+        train_semantic.main(["--out", str(a.runs / "semantic"), "--ship", "--assets", str(a.assets / "semantic")])))
+    step("tokens", lambda: tokenize.main(["--data", str(corpus), "--features", str(a.runs / "mulan"),
+                                          "--out", str(a.runs / "tokens"), "--codec", str(a.assets / "codec"),
+                                          "--mulan", str(a.assets / "mulan"), "--semantic", str(a.assets / "semantic"),
+                                          "--track-voice", "100"]))
+    for name, minutes in zip(("semantic", "coarse", "fine"), a.stage_minutes):
+        common = [name, "--tokens", str(a.runs / "tokens"), "--out", str(a.runs / "stages"), "--assets", str(a.assets)]
+        step(f"{name} stage", lambda c=common, m=minutes: (train_stage.main(c + ["--minutes", str(m)]),
+                                                           train_stage.main(c + ["--ship"])))
+    print("done: " + ", ".join(steps), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Train one stage: ``python -m engine.train.stage {semantic,coarse,fine} --tokens runs/tokens --out runs/stages``.
+
+Reads the token files of ``engine.train.tokenize`` made by the shipped codec, MuLan and semantic tokenizer (their
+versions are recorded in the stage's config, and the generator refuses a stage trained on other tokens). AdamW with
+warm-up, progress bar, validation loss and per-codebook accuracy every ``--eval-every`` steps; resumable from
+``OUT/<stage>/last.pt``; the best model by validation loss is kept in ``OUT/<stage>/best`` and ``--ship`` copies
+it into ``assets/stages`` when it beats the shipped one. Runs under ``torchrun`` (gradients all-reduced).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..lm.model import StageLM, masked_loss
+from ..lm.stages import default_config, make_batch
+from .tokenize import load
+
+
+def shipped_versions(assets: Path) -> dict:
+    v = {}
+    for kind, file in (("codec", "codec/codec.json"), ("mulan", "mulan/mulan.json"), ("semantic", "semantic/semantic.json")):
+        v[kind] = json.loads((assets / file).read_text())["version"]
+    return v
+
+
+@torch.inference_mode()
+def validate(model: StageLM, tok: dict, n: int = 64, batch: int = 16) -> dict:
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    losses, correct, total = [], torch.zeros(model.cfg.n_codebooks), torch.zeros(model.cfg.n_codebooks)
+    for i in range(0, min(n, len(tok["ids"])), batch):
+        idx = torch.arange(i, min(i + batch, n, len(tok["ids"])))
+        b = make_batch(model.cfg, tok, idx, g, train=False)
+        logits = model(b["inputs"], b["prefix"], b["cond"])
+        losses.append(float(masked_loss(logits, b["targets"], model.cfg.vocab)) * len(idx))
+        mask = b["targets"] != model.cfg.vocab
+        hit = (logits.argmax(-1) == b["targets"]) & mask
+        correct += hit.sum((0, 2)).float()
+        total += mask.sum((0, 2)).float()
+    model.train()
+    n_done = min(n, len(tok["ids"]))
+    return {"valid_loss": sum(losses) / n_done, "valid_acc": [round(float(x), 4) for x in correct / total]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.train.stage", description=__doc__.split("\n\n")[0])
+    ap.add_argument("stage", choices=["semantic", "coarse", "fine"])
+    ap.add_argument("--tokens", type=Path, default=Path("runs/tokens"))
+    ap.add_argument("--out", type=Path, default=Path("runs/stages"))
+    ap.add_argument("--assets", type=Path, default=Path("assets"))
+    ap.add_argument("--steps", type=int, default=1_000_000)
+    ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--d-model", type=int, default=256)
+    ap.add_argument("--n-layer", type=int, default=4)
+    ap.add_argument("--n-head", type=int, default=4)
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--ship", action="store_true")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    out = a.out / a.stage
+    dest = a.assets / "stages"
+    if a.ship:
+        new = json.loads((out / "best" / "metrics.json").read_text())
+        old = dest / f"{a.stage}.metrics.json"
+        if old.exists() and json.loads(old.read_text())["valid_loss"] <= new["valid_loss"]:
+            print(f"not shipped: {new['valid_loss']:.4f} does not beat the shipped {json.loads(old.read_text())['valid_loss']:.4f}")
+            return 0
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in (out / "best").iterdir():
+            shutil.copy2(f, dest / (f.name if f.name != "metrics.json" else f"{a.stage}.metrics.json"))
+        print(f"shipped {out / 'best'} -> {dest}")
+        return 0
+
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    versions = shipped_versions(a.assets)
+    need_codec = a.stage != "semantic"
+    train_tok = load(a.tokens, "train", versions, need_codec)
+    valid_tok = load(a.tokens, "valid", versions, need_codec)
+    sizes = {"n_semantic": json.loads((a.assets / "semantic" / "semantic.json").read_text())["n_tokens"],
+             "codec_size": json.loads((a.assets / "codec" / "codec.json").read_text())["codebook_size"],
+             "mulan_size": json.loads((a.assets / "mulan" / "mulan.json").read_text())["token_size"]}
+    cfg = default_config(a.stage, **sizes, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head, dropout=a.dropout,
+                         version=json.dumps(versions, sort_keys=True))
+    torch.manual_seed(a.seed)
+    model = StageLM(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
+    out.mkdir(parents=True, exist_ok=True)
+    step, best, history, trained_s = 0, float("inf"), [], 0.0
+    ckpt = out / "last.pt"
+    if ckpt.exists():
+        ck = torch.load(ckpt, weights_only=False)
+        if ck["config"] != dataclasses.asdict(cfg):
+            raise SystemExit(f"{ckpt} holds another configuration or other tokens; use another --out")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, best, history, trained_s = ck["step"], ck["best"], ck["history"], ck["trained_s"]
+        print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
+    if rank == 0:
+        print(f"{a.stage}: {model.n_params() / 1e6:.2f}M parameters, {len(train_tok['ids'])} train clips", file=sys.stderr)
+    deadline = time.time() + a.minutes * 60 if a.minutes else float("inf")
+    bar = tqdm(total=a.steps, initial=step, desc=a.stage, disable=rank != 0)
+    t0 = time.time()
+    while step < a.steps and time.time() < deadline:
+        g = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 97 + rank)
+        idx = torch.randint(0, len(train_tok["ids"]), (a.batch,), generator=g)
+        b = make_batch(cfg, train_tok, idx, g)
+        for grp in opt.param_groups:
+            grp["lr"] = a.lr * min(1.0, (step + 1) / 300)
+        loss = masked_loss(model(b["inputs"], b["prefix"], b["cond"]), b["targets"], cfg.vocab)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if world > 1:
+            for p in model.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        last = step >= a.steps or time.time() >= deadline
+        if rank == 0 and (step % a.eval_every == 0 or last):
+            trained_s += time.time() - t0
+            t0 = time.time()
+            m = validate(model, valid_tok)
+            m.update(step=step, train_loss=float(loss.detach()), train_hours=round(trained_s / 3600, 3))
+            history.append(m)
+            tqdm.write(json.dumps(m))
+            if m["valid_loss"] < best:
+                best = m["valid_loss"]
+                tmp = out / "best.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                model.save(tmp)
+                (tmp / "metrics.json").write_text(json.dumps({**m, "params": model.n_params()}, indent=1))
+                shutil.rmtree(out / "best", ignore_errors=True)
+                tmp.rename(out / "best")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+                        "history": history, "config": dataclasses.asdict(cfg), "trained_s": trained_s}, out / "last.tmp")
+            os.replace(out / "last.tmp", ckpt)
+    bar.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Tokenise the corpus for the stages: ``python -m engine.train.tokenize --data runs/corpus --out runs/tokens``.
+
+Per split, one cached file per token kind, named after the model version that made it, so a new codec (say)
+re-tokenises only the codec codes:
+- ``codec-<split>-<version>.pt``: [N, 8, 500] RVQ codes of each 10 s clip (shipped codec);
+- ``semantic-<split>-<version>.pt``: [N, 250] semantic ids;
+- ``mulan-<split>-<version>.pt``: audio tokens [N, 12] and the text tokens of every caption [N, C, 12];
+- ``melody-<split>.pt``: [N, 250] melody tokens of the score's melody (``tokens_from_midi`` of the 25 Hz track);
+  with ``--track-voice``, also the tokens ``engine.melody`` tracks from the clip's voice-like rendition (hum /
+  whistle / song): the function the app runs on a user's hum. Tracking costs ~8 s per 10 s clip on 2 busy cores
+  (PESTO's convolutions, two passes), ~8 h for the corpus, so training uses the score tokens with the tracker's
+  measured error modes simulated (``engine.train.stage``), and tracked tokens serve evaluation.
+Front-end features come from MuLan's cache (``--features``). ``load(out, split, versions)`` gathers them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..codec import Codec
+from ..data.dataset import CorpusDataset
+from ..melody import MelodyError, melody_from_audio, tokens_from_midi
+from ..mulan import MuLan
+from ..semantic import SemanticTokenizer
+from .mulan import build_features
+
+N_FRAMES = 250  # 10 s at 25 Hz
+
+
+def _save(obj, path: Path) -> None:
+    torch.save(obj, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+@torch.inference_mode()
+def codec_tokens(data: str, split: str, codec: Codec, out: Path) -> Path:
+    path = out / f"codec-{split}-{codec.cfg.version}.pt"
+    if path.exists():
+        return path
+    ds = CorpusDataset(data, split)
+    codes = []
+    for i in tqdm(range(len(ds)), desc=f"codec {split}"):
+        a = torch.from_numpy(np.pad(ds[i].audio, (0, 240_000))[:240_000])[None]
+        codes.append(codec.encode(a)[0, :, :500].to(torch.int16))
+    _save({"ids": [r["id"] for r in ds.records], "codes": torch.stack(codes)}, path)
+    return path
+
+
+@torch.inference_mode()
+def semantic_tokens(feats: dict, split: str, sem: SemanticTokenizer, out: Path) -> Path:
+    path = out / f"semantic-{split}-{sem.cfg.version}.pt"
+    if not path.exists():
+        ids = torch.cat([sem.tokens_from_features(feats["frames"][i:i + 64].float()) for i in range(0, len(feats["ids"]), 64)])
+        _save({"ids": feats["ids"], "tokens": ids.to(torch.int16)}, path)
+    return path
+
+
+@torch.inference_mode()
+def mulan_tokens(feats: dict, split: str, mulan: MuLan, out: Path) -> Path:
+    path = out / f"mulan-{split}-{mulan.cfg.version}.pt"
+    if not path.exists():
+        audio = torch.cat([mulan.audio(feats["frames"][i:i + 256].float(), feats["global"][i:i + 256])
+                           for i in range(0, len(feats["ids"]), 256)])
+        t = feats["text"].float()
+        text = mulan.text(t.view(-1, t.shape[-1]))
+        _save({"ids": feats["ids"], "audio": mulan.tokens(audio).to(torch.int16),
+               "text": mulan.tokens(text).view(t.shape[0], t.shape[1], -1).to(torch.int16)}, path)
+    return path
+
+
+def melody_tokens(data: str, split: str, out: Path, track_voice: int = 0) -> Path:
+    """Score tokens for every clip; tracked-hum tokens for the first ``track_voice`` clips (-1 = all)."""
+    path = out / f"melody-{split}.pt"
+    if path.exists() and torch.load(path, weights_only=False).get("n_tracked", 0) >= track_voice >= 0:
+        return path
+    ds = CorpusDataset(data, split, load_voice=True)
+    truth = np.zeros((len(ds), N_FRAMES), dtype=np.int16)
+    for i, r in enumerate(ds.records):
+        t = tokens_from_midi(np.asarray(r["melody"]["track"], dtype=float))[:N_FRAMES]
+        truth[i, : len(t)] = t
+    n = len(ds) if track_voice < 0 else min(track_voice, len(ds))
+    tracked, failed = np.zeros((n, N_FRAMES), dtype=np.int16), 0
+    for i in tqdm(range(n), desc=f"tracking hums {split}", disable=n == 0):
+        ex = ds[i]
+        try:
+            t = melody_from_audio(ex.voice, ex.voice_rate).tokens[:N_FRAMES]
+            tracked[i, : len(t)] = t
+        except MelodyError:
+            failed += 1
+    _save({"ids": [r["id"] for r in ds.records], "tokens": torch.from_numpy(truth), "n_tracked": n,
+           "tracked": torch.from_numpy(tracked), "failed": failed}, path)
+    return path
+
+
+def load(out: Path, split: str, versions: dict, codec: bool = True) -> dict:
+    """-> {"ids", "codec" [N,8,500], "semantic" [N,250], "mulan_audio" [N,12], "mulan_text" [N,C,12], "melody" [N,250]}
+    (no "codec" when ``codec`` is False: the semantic stage does not need it)."""
+    s = torch.load(out / f"semantic-{split}-{versions['semantic']}.pt", weights_only=False)
+    m = torch.load(out / f"mulan-{split}-{versions['mulan']}.pt", weights_only=False)
+    mel = torch.load(out / f"melody-{split}.pt", weights_only=False)
+    assert s["ids"] == m["ids"] == mel["ids"], f"token files of {split} disagree on the clips"
+    tok = {"ids": s["ids"], "semantic": s["tokens"].long(), "mulan_audio": m["audio"].long(),
+           "mulan_text": m["text"].long(), "melody": mel["tokens"].long()}
+    if codec:
+        c = torch.load(out / f"codec-{split}-{versions['codec']}.pt", weights_only=False)
+        assert c["ids"] == s["ids"], f"codec tokens of {split} are of other clips"
+        tok["codec"] = c["codes"].long()
+    return tok
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.train.tokenize", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="runs/corpus")
+    ap.add_argument("--features", type=Path, default=Path("runs/mulan"))
+    ap.add_argument("--out", type=Path, default=Path("runs/tokens"))
+    ap.add_argument("--codec", default="assets/codec")
+    ap.add_argument("--mulan", default="assets/mulan")
+    ap.add_argument("--semantic", default="assets/semantic")
+    ap.add_argument("--only", nargs="+", default=["codec", "semantic", "mulan", "melody"])
+    ap.add_argument("--splits", nargs="+", default=["train", "valid", "test"])
+    ap.add_argument("--track-voice", type=int, default=0, help="test clips whose hums are tracked too (-1 = all)")
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    a.out.mkdir(parents=True, exist_ok=True)
+    for split in a.splits:
+        if "semantic" in a.only or "mulan" in a.only:
+            feats = build_features(a.data, split, a.features, 3)
+        if "semantic" in a.only:
+            print(semantic_tokens(feats, split, SemanticTokenizer.load(a.semantic), a.out))
+        if "mulan" in a.only:
+            print(mulan_tokens(feats, split, MuLan.load(a.mulan), a.out))
+        if "melody" in a.only:
+            print(melody_tokens(a.data, split, a.out, a.track_voice if split == "test" else 0))
+        if "codec" in a.only:
+            print(codec_tokens(a.data, split, Codec.load(a.codec).eval(), a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

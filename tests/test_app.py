@@ -1,0 +1,95 @@
+"""The app through gradio_client, on a launched server with tiny models: streaming, library, errors, cancel."""
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_assets, tmp_path_factory):
+    from app.server import make_app
+    lib_dir = tmp_path_factory.mktemp("library")
+    demo, lib = make_app(tiny_assets, lib_dir)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, enable_monitoring=False,
+                max_file_size="20mb", allowed_paths=[str(lib.root)])
+    yield f"http://127.0.0.1:{port}/", lib
+    demo.close()
+
+
+def _story(rows=None):
+    return {"headers": ["prompt", "seconds"], "data": rows or [["", 10]]}
+
+
+def _args(prompt="calm piano ballad", duration=3, seed=1):
+    return dict(prompt_v=prompt, story_v=_story(), dur=duration, seed_v=seed, temp=1.0, k=0, g=3.0, n_var=1)
+
+
+def test_text_only_generation_streams_chunks_and_lands_in_the_library(server):
+    url, lib = server
+    client = gradio_client.Client(url, verbose=False)
+    before = len(lib.list())
+    job = client.submit(*_args().values(), api_name="/generate")
+    outputs = list(job)
+    live_chunks = [o for o in outputs if o[0]]
+    assert len(live_chunks) >= 3, "one streamed chunk per second of music"
+    final = outputs[-1]
+    assert final[2].startswith("Saved as")
+    audio, sr = sf.read(final[1])
+    assert sr == 24_000 and len(audio) == 3 * 24_000
+    assert len(lib.list()) == before + 1
+    clip = lib.get(final[2].split("`")[1])
+    assert clip.meta["seed"] == 1 and clip.meta["prompt"] == "calm piano ballad"
+
+
+def test_bad_inputs_get_readable_errors(server, tmp_path):
+    url, _ = server
+    client = gradio_client.Client(url, verbose=False)
+    with pytest.raises(Exception, match="type a prompt"):
+        client.predict(*_args(prompt="  ").values(), api_name="/generate")
+    bad = tmp_path / "not_audio.wav"
+    bad.write_bytes(b"this is text, not sound" * 10)
+    said = client.predict(gradio_client.handle_file(str(bad)), api_name="/hear")[0]
+    assert said.startswith("⚠️") and "audio" in said.lower()
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(24_000 * 2, np.float32), 24_000)
+    said = client.predict(gradio_client.handle_file(str(silent)), api_name="/hear")[0]
+    assert said.startswith("⚠️") and "silent" in said
+
+
+def test_a_hum_upload_is_heard_as_notes(server, tmp_path):
+    url, _ = server
+    client = gradio_client.Client(url, verbose=False)
+    sr, notes = 16_000, [60, 62, 64, 65, 67]
+    t = np.arange(int(0.5 * sr)) / sr
+    hum = np.concatenate([0.3 * np.sin(2 * np.pi * 440 * 2 ** ((n - 69) / 12) * t) for n in notes]).astype(np.float32)
+    path = tmp_path / "hum.wav"
+    sf.write(path, hum, sr)
+    summary = client.predict(gradio_client.handle_file(str(path)), api_name="/hear")[0]
+    assert "C D E F G" in summary
+
+
+def test_stop_cancels_a_long_generation(server):
+    url, lib = server
+    client = gradio_client.Client(url, verbose=False)
+    before = len(lib.list())
+    job = client.submit(*_args(duration=120).values(), api_name="/generate")
+    deadline = time.time() + 120
+    while len(job.outputs()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    job.cancel()
+    time.sleep(3)
+    assert len(job.outputs()) < 120, "cancelled long before the end"
+    assert len(lib.list()) == before, "a cancelled clip is not saved"

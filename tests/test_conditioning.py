@@ -1,0 +1,94 @@
+"""k-means codebooks, MuLan and the semantic tokenizer: tiny configs for the training code, shipped weights for
+the real path."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import spectral
+from engine.kmeans import ResidualKMeans, kmeans, usage
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def test_kmeans_finds_separated_clusters_and_residual_levels_shrink_the_error():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(8, 4, generator=g) * 10
+    x = centres.repeat_interleave(50, 0) + 0.1 * torch.randn(400, 4, generator=g)
+    c = kmeans(x, 8, seed=1)
+    assert torch.cdist(centres, c).min(1).values.max() < 0.5
+    rvq = ResidualKMeans.fit(torch.randn(500, 6, generator=g), levels=4, size=16, iters=10)
+    x6 = torch.randn(200, 6, generator=g)
+    errs = []
+    for k in (1, 2, 4):
+        ids = rvq.encode(x6, levels=k)
+        errs.append(float((rvq.decode(ids) - x6).pow(2).mean()))
+    assert errs[0] > errs[1] > errs[2]
+    assert usage(np.array([0, 1, 1, 3]), 4) == pytest.approx({"used": 0.75, "perplexity": np.exp(1.0397207708)}, rel=1e-6)
+
+
+def test_front_end_is_level_invariant_and_reads_the_key():
+    sr = spectral.SAMPLE_RATE
+    t = np.arange(sr * 4) / sr
+    chord = sum(np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * t) for m in (57, 61, 64))  # A major triad
+    a = torch.from_numpy(chord.astype(np.float32))[None]
+    f1, f2 = spectral.frames(a), spectral.frames(0.01 * a)
+    assert f1.shape == (1, spectral.N_FRAME_FEATURES, 100)
+    assert torch.allclose(f1, f2, atol=1e-3)
+    key = spectral.global_features(a)[0, -24:]
+    assert int(key.argmax()) == 9  # A major
+
+
+def test_mulan_training_code_runs_on_a_tiny_corpus(tiny_corpus, tmp_path):
+    from engine.mulan import MuLan
+    from engine.train import mulan as train_mulan
+    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path), "--steps", "6", "--batch", "8", "--width", "16",
+                      "--dim", "16", "--eval-every", "3", "--paraphrases", "1", "--version", "t"])
+    m = json.loads((tmp_path / "best" / "metrics.json").read_text())
+    assert m["train_steps"] == 6 and 0 <= m["recall@10"] <= 1 and "zero_shot_mode" in m
+    model = MuLan.load(tmp_path / "best")
+    assert model.cfg.version == "t-s6"
+    assert model.tokens(model.embed_text(["a waltz"])).shape == (1, 12)
+    # resuming continues from the checkpoint instead of starting over
+    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path), "--steps", "8", "--batch", "8", "--width", "16",
+                      "--dim", "16", "--eval-every", "3", "--paraphrases", "1", "--version", "t"])
+    assert json.loads((tmp_path / "best" / "metrics.json").read_text())["train_steps"] == 8
+
+
+needs_shipped = pytest.mark.skipif(not (ASSETS / "mulan" / "mulan.json").exists(), reason="no shipped MuLan")
+
+
+@needs_shipped
+def test_shipped_mulan_finds_the_music_a_caption_describes(tiny_corpus):
+    from engine.data.dataset import CorpusDataset
+    from engine.mulan import MuLan
+    from engine.mulan.evaluate import retrieval
+    model = MuLan.load(ASSETS / "mulan")
+    ds = CorpusDataset(tiny_corpus, "train")
+    clips = [ds[i] for i in range(min(16, len(ds)))]
+    audio = torch.stack([model.embed_audio(c.audio, c.sample_rate) for c in clips])
+    text = model.embed_text([c.caption for c in clips])
+    r_at_3 = retrieval(text, audio, k=3)
+    assert r_at_3 >= 0.5, f"recall@3 among {len(clips)} clips is {r_at_3:.2f} (chance {3 / len(clips):.2f})"
+    ids = model.tokens(text)
+    assert ids.shape == (len(clips), 12) and int(ids.max()) < 1024
+    rec = model.detokenize(ids)
+    assert torch.nn.functional.cosine_similarity(rec, text).mean() > 0.9
+    with pytest.raises(ValueError, match="empty"):
+        model.embed_text(["   "])
+
+
+@pytest.mark.skipif(not (ASSETS / "semantic" / "semantic.json").exists(), reason="no shipped semantic tokenizer")
+def test_shipped_semantic_tokens_follow_the_melody_not_the_level(tiny_corpus):
+    from engine.data.dataset import CorpusDataset
+    from engine.semantic import SemanticTokenizer
+    tok = SemanticTokenizer.load(ASSETS / "semantic")
+    ex = CorpusDataset(tiny_corpus, "train")[0]
+    a = torch.from_numpy(ex.audio)[None]
+    ids = tok.encode(a)
+    assert ids.shape == (1, len(ex.audio) // 960) and int(ids.max()) < tok.cardinality
+    assert (tok.encode(0.3 * a) == ids).float().mean() > 0.95, "loudness must not change the tokens"

@@ -1,0 +1,159 @@
+"""The stage transformer, its delay pattern and its sampler (tiny random models: behaviour, not quality)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.lm import patterns
+from engine.lm.model import StageLM, masked_loss, shift_right
+from engine.lm.sampler import StageSampler
+from engine.lm.sampling import SamplingParams, guide, sample
+from engine.lm.stages import default_config, make_batch, noisy_melody
+
+
+@pytest.mark.parametrize("K,T", [(1, 7), (4, 1), (4, 13)])
+def test_delay_matches_naive_loop_and_inverts(K, T):
+    codes = torch.randint(0, 50, (2, K, T))
+    d = patterns.delay(codes, pad=99)
+    for b in range(2):
+        for k in range(K):
+            for s in range(T + K - 1):
+                want = codes[b, k, s - k] if 0 <= s - k < T else 99
+                assert d[b, k, s] == want
+    assert torch.equal(patterns.undelay(d), codes)
+    assert torch.equal(patterns.valid_mask(K, T), d[0] != 99)
+
+
+def _tiny(name):
+    torch.manual_seed(0)
+    return StageLM(default_config(name, 16, codec_size=32, mulan_size=8, d_model=32, n_layer=2, n_head=2)).eval()
+
+
+@pytest.mark.parametrize("name", ["semantic", "coarse", "fine"])
+def test_kv_cache_and_per_step_conditioning_equal_full_forward(name):
+    m = _tiny(name)
+    cfg = m.cfg
+    T = 20
+    cond = torch.stack([torch.randint(0, v, (1, T)) for v in cfg.cond_vocabs], 1)
+    S = T * cfg.cond_ratio + cfg.n_codebooks - 1
+    tokens = torch.randint(0, cfg.vocab, (1, cfg.n_codebooks, S))
+    prefix = torch.randint(0, 8, (1, 12))
+    with torch.inference_mode():
+        full = m(tokens, prefix, cond)
+        ids = m.pad_cond(cond, S)
+        cache, outs = m.prefill(prefix), []
+        for s in range(S):
+            c = m.cond_step_embedding(ids, s)[:, None]
+            o, cache = m.step(tokens[:, :, s:s + 1], s, c, cache)
+            outs.append(o)
+    assert torch.allclose(torch.cat(outs, 2), full, atol=1e-5)
+
+
+def test_the_model_is_causal():
+    m = _tiny("coarse")
+    x = torch.randint(0, 32, (1, 4, 30))
+    cond = torch.randint(0, 16, (1, 1, 15))
+    prefix = torch.zeros(1, 12, dtype=torch.long)
+    y = x.clone()
+    y[:, :, 20:] = (y[:, :, 20:] + 1) % 32
+    with torch.inference_mode():
+        a, b = m(x, prefix, cond), m(y, prefix, cond)
+    assert torch.equal(a[:, :, :20], b[:, :, :20]) and not torch.equal(a[:, :, 20:], b[:, :, 20:])
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch():
+    m = _tiny("coarse").train()
+    codes = torch.randint(0, 32, (2, 4, 24))
+    targets = patterns.delay(codes, 32)
+    inputs = shift_right(targets, 32)
+    prefix, cond = torch.randint(0, 8, (2, 12)), torch.randint(0, 16, (2, 1, 12))
+    opt = torch.optim.Adam(m.parameters(), 3e-3)
+    first = None
+    for _ in range(30):
+        loss = masked_loss(m(inputs, prefix, cond), targets, 32)
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5 * first
+
+
+def test_sampler_keeps_prompt_codes_and_is_seeded():
+    m = _tiny("coarse")
+    prompt = torch.randint(0, 32, (4, 6))
+    cond = torch.randint(0, 16, (1, 1, 10))
+    prefix = torch.randint(0, 8, (1, 12))
+
+    def run(seed):
+        s = StageSampler(m, prefix, cond, 20, SamplingParams(temperature=1.0), torch.Generator().manual_seed(seed), prompt)
+        while not s.done:
+            s.advance()
+        return s.codes()
+
+    a, b, c = run(1), run(1), run(2)
+    assert a.shape == (4, 20) and torch.equal(a[:, :6], prompt)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_guidance_batch_and_sampling_filters():
+    logits = torch.tensor([[[1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0]]])
+    assert torch.allclose(guide(logits, 1.0), logits[:1])
+    assert torch.allclose(guide(logits, 2.0), torch.tensor([[[1.0, 3.0, 5.0]]]))
+    g = torch.Generator().manual_seed(0)
+    lg = torch.tensor([0.0, 0.1, 5.0, 4.9])
+    draws = {int(sample(lg, SamplingParams(top_k=2), g)) for _ in range(200)}
+    assert draws == {2, 3}
+    draws = {int(sample(lg, SamplingParams(top_p=0.4), g)) for _ in range(100)}
+    assert draws == {2}
+    assert int(sample(lg, SamplingParams(temperature=0.0), g)) == 2
+    with pytest.raises(ValueError, match="top-p"):
+        SamplingParams(top_p=0.0).validate()
+
+
+def test_training_batches_pad_late_starts_and_drop_conditioning():
+    cfg = default_config("semantic", 16, mulan_size=8, d_model=32, n_layer=1, n_head=2)
+    N = 64
+    tok = {"semantic": torch.randint(0, 16, (N, 250)), "melody": torch.randint(0, 13, (N, 250)),
+           "mulan_audio": torch.randint(0, 8, (N, 12)), "mulan_text": torch.randint(0, 8, (N, 3, 12)),
+           "codec": torch.randint(0, 32, (N, 8, 500))}
+    b = make_batch(cfg, tok, torch.arange(N), torch.Generator().manual_seed(0))
+    assert b["targets"].shape == (N, 1, 250) and torch.equal(b["inputs"][..., 1:], b["targets"][..., :-1])
+    assert (b["prefix"] == 8).all(1).any(), "some prefixes are null (guidance)"
+    assert (b["cond"] == 13).all(-1).any(), "some melodies are absent (text only)"
+    assert (b["targets"][:, 0, -1] == 16).any(), "late starts pad the tail"
+    clean = make_batch(cfg, tok, torch.arange(N), torch.Generator().manual_seed(0), train=False)
+    assert torch.equal(clean["targets"][:, 0], tok["semantic"])
+
+
+def test_noisy_melody_stays_mostly_right():
+    t = torch.randint(1, 13, (8, 25)).repeat_interleave(10, 1)  # notes held for 0.4 s, like a tune
+    n = noisy_melody(t, torch.Generator().manual_seed(0))
+    agree = (n == t).float().mean()
+    assert 0.7 < agree < 1.0
+
+
+@pytest.mark.parametrize("name", ["semantic", "coarse", "fine"])
+def test_onnx_export_with_kv_cache_matches_torch(name, tmp_path):
+    from engine.export.stage_onnx import OnnxStage, export_stage
+    m = _tiny(name)
+    export_stage(m, tmp_path)
+    o = OnnxStage(m, tmp_path)
+    G = 1 if name == "fine" else 2
+    prefix = torch.randint(0, 8, (G, 12))
+    cond = torch.stack([torch.randint(0, v, (G, 12)) for v in m.cfg.cond_vocabs], 1)
+    toks = torch.randint(0, m.cfg.vocab, (G, m.cfg.n_codebooks, 5))
+    with torch.inference_mode():
+        ct, co = m.prefill(prefix), o.prefill(prefix)
+        for a, b in ((0, 3), (3, 5)):  # a multi-step feed, then a shorter one on the grown cache
+            emb = m.cond_embedding(cond, 5)[:, a:b]
+            lt, ct = m.step(toks[..., a:b], a, emb, ct)
+            lo, co = o.step(toks[..., a:b], a, emb, co)
+            assert torch.allclose(lt, lo, atol=1e-4)
+    prompt = torch.randint(0, m.cfg.vocab, (m.cfg.n_codebooks, 4))
+    runs = []
+    for model in (m, o):
+        s = StageSampler(model, prefix, cond, 10, SamplingParams(temperature=0.0), torch.Generator(), prompt)
+        while not s.done:
+            s.advance()
+        runs.append(s.codes())
+    assert torch.equal(*runs)
