@@ -134,13 +134,11 @@ def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds
     plans = [plan_clip(i, seed, pool, clip_seconds) for i in range(n_clips)]
     groups = [(k, plans[k * GROUP:(k + 1) * GROUP], str(out), soundfont) for k in range((n_clips + GROUP - 1) // GROUP)]
     bar = tqdm(total=n_clips, desc="rendering clips", unit="clip", disable=not progress)
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as p:
-            for n in p.imap_unordered(render_group, groups):
-                bar.update(n)
-    else:
-        for g in groups:
-            bar.update(render_group(g))
+    # always in fresh worker processes, even for one worker: measured, rendering in a process that had run
+    # onnxruntime/Gradio first gave different bytes (floating-point mode left behind), breaking reproducibility
+    with mp.get_context("spawn").Pool(max(1, workers)) as p:
+        for n in p.imap_unordered(render_group, groups):
+            bar.update(n)
     bar.close()
 
     records = []
