@@ -10,6 +10,13 @@ from engine.data.melodies import corpus_paths
 TINY_HOURS = 24 * 10 / 3600  # 24 clips of 10 s: 3 render groups
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def tiny_score_paths() -> list[str]:
     paths = corpus_paths()
     pick = [p for p in paths if "/bach/" in p][:8] + [p for p in paths if "/ryansMammoth/" in p][:30]

@@ -1,20 +1,15 @@
 """The app through gradio_client, on a launched server with tiny models: streaming, library, errors, cancel."""
 from __future__ import annotations
 
-import socket
 import time
 
 import numpy as np
 import pytest
+
+from .conftest import free_port
 import soundfile as sf
 
 gradio_client = pytest.importorskip("gradio_client")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +17,7 @@ def server(tiny_assets, tmp_path_factory):
     from app.server import make_app
     lib_dir = tmp_path_factory.mktemp("library")
     demo, lib = make_app(tiny_assets, lib_dir)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, enable_monitoring=False,
                 max_file_size="20mb", allowed_paths=[str(lib.root)])
     yield f"http://127.0.0.1:{port}/", lib

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from .conftest import free_port
 import soundfile as sf
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -17,18 +18,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: apt-get install chromium")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tiny_assets, tmp_path_factory):
     from app.server import make_app
     assets = os.environ.get("CANTUS_BROWSER_ASSETS", str(tiny_assets))
     demo, lib = make_app(assets, tmp_path_factory.mktemp("library"))
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, enable_monitoring=False)
     yield f"http://127.0.0.1:{port}/", lib
     demo.close()

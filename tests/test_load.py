@@ -3,25 +3,20 @@ No errors, the queue serves everyone, every clip lands in the library, memory st
 from __future__ import annotations
 
 import resource
-import socket
 import threading
 import time
 
 import pytest
 
+from .conftest import free_port
+
 gradio_client = pytest.importorskip("gradio_client")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_eight_concurrent_sessions(tiny_assets, tmp_path):
     from app.server import make_app
     demo, lib = make_app(tiny_assets, tmp_path / "library")
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, enable_monitoring=False)
     url = f"http://127.0.0.1:{port}/"
     errors, first_chunk, done = [], [], []

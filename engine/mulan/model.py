@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import spectral
+from ..blocks import DilatedResBlock
 from ..kmeans import ResidualKMeans
 from .text import DIM as TEXT_DIM
 from .text import encode_sentences
@@ -45,24 +46,13 @@ class MuLanConfig:
         return cls(**d)
 
 
-class _Block(nn.Module):
-    def __init__(self, width: int, dilation: int):
-        super().__init__()
-        self.norm = nn.GroupNorm(8, width)
-        self.conv = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
-        self.proj = nn.Conv1d(width, width, 1)
-
-    def forward(self, x):
-        return x + self.proj(F.gelu(self.conv(F.gelu(self.norm(x)))))
-
-
 class AudioTower(nn.Module):
     """(frames [B, 136, T], global [B, 199]) -> unit vectors [B, dim]."""
 
     def __init__(self, cfg: MuLanConfig):
         super().__init__()
         self.inp = nn.Conv1d(spectral.N_FRAME_FEATURES, cfg.width, 1)
-        self.blocks = nn.Sequential(*[_Block(cfg.width, d) for d in cfg.dilations])
+        self.blocks = nn.Sequential(*[DilatedResBlock(cfg.width, d, proj=True) for d in cfg.dilations])
         self.norm = nn.GroupNorm(8, cfg.width)
         self.glob = nn.Sequential(nn.Linear(spectral.N_GLOBAL, 128), nn.GELU(), nn.Linear(128, 128), nn.GELU())
         self.out = nn.Sequential(nn.Linear(2 * cfg.width + 128, 512), nn.GELU(), nn.Linear(512, cfg.dim))

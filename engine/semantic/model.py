@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import spectral
+from ..blocks import DilatedResBlock
 from ..kmeans import _nearest
 
 FRAME_RATE = spectral.FRAME_RATE
@@ -40,22 +41,12 @@ class SemanticConfig:
         return cls(**d)
 
 
-class _Block(nn.Module):
-    def __init__(self, width: int, dilation: int):
-        super().__init__()
-        self.norm = nn.GroupNorm(8, width)
-        self.conv = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
-
-    def forward(self, x):
-        return x + self.conv(F.gelu(self.norm(x)))
-
-
 class SemanticTokenizer(nn.Module):
     def __init__(self, cfg: SemanticConfig):
         super().__init__()
         self.cfg = cfg
         self.inp = nn.Conv1d(spectral.N_FRAME_FEATURES, cfg.width, 1)
-        self.blocks = nn.Sequential(*[_Block(cfg.width, d) for d in cfg.dilations])
+        self.blocks = nn.Sequential(*[DilatedResBlock(cfg.width, d) for d in cfg.dilations])
         self.emb = nn.Conv1d(cfg.width, cfg.dim, 1)
         self.heads = nn.ModuleDict({k: nn.Conv1d(cfg.dim, n, 1) for k, n in HEADS.items()})
         self.register_buffer("centroids", torch.zeros(cfg.n_tokens, cfg.dim))
