@@ -4,8 +4,9 @@ corpus -> codec -> MuLan -> semantic tokenizer -> tokens -> semantic / coarse / 
 that model's own entry point. Every step is cached and resumable: the corpus build resumes from its parts (and skips
 finished ones), each trainer from its ``last.pt``, tokenisation skips files it has made. Budgets are wall-clock
 minutes per call (the defaults add up to 5 h of training; this command has not yet been run in one go);
-calling again after an interruption continues each trainer for another budget. On GPUs raise them or launch the same entry points under ``torchrun``. Shipping follows each trainer's rule (only
-a better model replaces the one in ``assets/``), so later steps train on whatever is shipped.
+calling again after an interruption continues each trainer for another budget. On GPUs raise them or launch
+the same entry points under ``torchrun``. Shipping follows each trainer's rule (only a better model replaces the
+one in ``assets/``), so later steps train on whatever is shipped.
 """
 from __future__ import annotations
 
