@@ -18,6 +18,7 @@ def make_app(assets: str | Path = "assets", library: str | Path = DEFAULT_LIBRAR
     from .ui import build
 
     engine = Cantus.load(assets, backend)
+    engine.warm_up()
     lib = ClipLibrary(library)
     demo = build(Studio(engine, lib))
     demo.queue(max_size=16, default_concurrency_limit=2)

@@ -110,8 +110,10 @@ class Cantus:
         self.text_cache: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def load(cls, assets: str | Path = "assets", backend: str = "onnx", threads: int | None = None) -> "Cantus":
-        """``backend`` "onnx" (default: onnxruntime, CUDA when present) or "torch" (eager, the fallback)."""
+    def load(cls, assets: str | Path = "assets", backend: str = "onnx", threads: int | None = None,
+             int8: bool = True) -> "Cantus":
+        """``backend`` "onnx" (default: onnxruntime, CUDA when present) or "torch" (eager, the fallback). ``int8``:
+        the onnx stages' step graphs run with int8 weights (engine.export.stage_onnx; False = fp32, exact parity)."""
         assets = Path(assets)
         missing = [d for d in ("codec", "mulan", "semantic", "stages") if not (assets / d).is_dir()]
         if missing:
@@ -129,8 +131,8 @@ class Cantus:
             from .export.cache import exported
             from .export.codec_onnx import OnnxCodec, export_codec
             from .export.stage_onnx import OnnxStage, export_stage
-            stages = {n: OnnxStage(m, exported(f"stage-{n}", assets / "stages" / f"{n}.safetensors",
-                                               lambda d, m=m: export_stage(m, d)), threads)
+            stages = {n: OnnxStage(m, exported(f"stage-{n}-int8", assets / "stages" / f"{n}.safetensors",
+                                               lambda d, m=m: export_stage(m, d)), threads, int8)
                       for n, m in stages.items()}
             decoder = _OnnxDecoder(OnnxCodec(exported("codec", assets / "codec" / "codec.safetensors",
                                                       lambda d: export_codec(codec, d)), threads))
@@ -139,6 +141,14 @@ class Cantus:
         model = cls(codec, MuLan.load(assets / "mulan"), SemanticTokenizer.load(assets / "semantic"), stages, decoder)
         model.backend = backend
         return model
+
+    def warm_up(self) -> float:
+        """Loads MiniLM (about 3 s on first use) and runs every graph once with a 1 s generation, so a server's first
+        user does not wait for it; returns the seconds it took."""
+        import time
+        t = time.perf_counter()
+        self.generate(Request([Segment("warm up", 1.0)], Settings(duration=1.0)))
+        return time.perf_counter() - t
 
     # ------------------------------------------------------------------------------------------ inputs
     def text_tokens(self, prompt: str) -> torch.Tensor:

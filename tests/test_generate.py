@@ -41,7 +41,8 @@ def test_stream_equals_whole_clip_and_chunks_are_short(cantus, cantus_torch, bac
     assert torch.equal(a, b), "chunking must not change the sampled codes"
 
 
-def test_onnx_and_torch_backends_agree(cantus, cantus_torch):
+def test_onnx_and_torch_backends_agree(tiny_assets, cantus_torch):
+    cantus = Cantus.load(tiny_assets, int8=False)  # exact parity needs fp32 graphs; int8 is bounded on real music
     req = Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, temperature=0.0))  # greedy: no draws
     a = torch.cat(list(cantus.code_stream(req)), -1)
     b = torch.cat(list(cantus_torch.code_stream(req)), -1)

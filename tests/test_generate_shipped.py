@@ -42,3 +42,30 @@ def test_the_shipped_generator_streams_real_audio(cantus):
     assert len(chunks) == 3 and audio.shape == (72_000,)
     rms = float(np.sqrt(np.mean(audio ** 2)))
     assert 0.005 < rms < 0.5 and np.abs(audio).max() <= 1.5, "audible, not silent, not blown up"
+
+
+def test_int8_step_graph_predicts_real_music_as_well_as_fp32(cantus, tiny_corpus, tmp_path):
+    """Generation runs int8 step graphs; on real codes (teacher forced) they must predict as well as fp32."""
+    import torch
+
+    from engine.data.dataset import CorpusDataset
+    from engine.export.stage_onnx import OnnxStage, export_stage
+    from engine.lm import patterns
+    from engine.lm.model import StageLM, masked_loss, shift_right
+    model = StageLM.load(ASSETS / "stages", "coarse")
+    export_stage(model, tmp_path)
+    ex = CorpusDataset(tiny_corpus, "train")[0]
+    audio = torch.from_numpy(ex.audio[: 24_000 * 8])[None]
+    codes = cantus.codec.encode(audio)[:, :4]  # [1, 4, 400]
+    sem = cantus.semantic.encode(audio)[:, None]  # [1, 1, 200]
+    prefix = cantus.mulan.tokens(cantus.mulan.embed_audio(ex.audio, 24_000)[None])
+    targets = patterns.delay(codes, model.cfg.vocab)
+    inputs = shift_right(targets, model.cfg.vocab)
+    cond = model.cond_embedding(sem, inputs.shape[-1])
+    losses = {}
+    for int8 in (False, True):
+        o = OnnxStage(model, tmp_path, int8=int8)
+        with torch.inference_mode():
+            logits, _ = o.step(inputs, 0, cond, o.prefill(prefix))
+        losses[int8] = float(masked_loss(logits, targets, model.cfg.vocab))
+    assert losses[True] < losses[False] * 1.02, losses

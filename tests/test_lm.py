@@ -110,6 +110,15 @@ def test_guidance_batch_and_sampling_filters():
         SamplingParams(top_p=0.0).validate()
 
 
+def test_sampling_draws_follow_the_softmax():
+    p = torch.tensor([0.1, 0.2, 0.0, 0.7])
+    logits = torch.log(p + 1e-12).expand(20_000, 4)
+    ids = sample(logits, SamplingParams(), torch.Generator().manual_seed(1))
+    freq = torch.bincount(ids, minlength=4).float() / len(ids)
+    assert torch.allclose(freq, p, atol=0.012), freq
+    assert freq[2] == 0, "a zero-probability code is never drawn"
+
+
 def test_training_batches_pad_late_starts_and_drop_conditioning():
     cfg = default_config("semantic", 16, mulan_size=8, d_model=32, n_layer=1, n_head=2)
     N = 64
@@ -137,7 +146,7 @@ def test_onnx_export_with_kv_cache_matches_torch(name, tmp_path):
     from engine.export.stage_onnx import OnnxStage, export_stage
     m = _tiny(name)
     export_stage(m, tmp_path)
-    o = OnnxStage(m, tmp_path)
+    o = OnnxStage(m, tmp_path, int8=False)  # exact parity; the int8 graph is checked on real music
     G = 1 if name == "fine" else 2
     prefix = torch.randint(0, 8, (G, 12))
     cond = torch.stack([torch.randint(0, v, (G, 12)) for v in m.cfg.cond_vocabs], 1)

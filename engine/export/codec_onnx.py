@@ -85,6 +85,19 @@ def _lstm_indices(model: Codec) -> list[int]:
     return [1, 2] if model.decoder.lstm is not None else []
 
 
+def session_options(threads: int | None = None):
+    """Options for every Cantus session. Spinning is off: generation alternates many small runs of several sessions
+    with torch work in between, and each session's pool spinning after its run starves the next one on 2 cores."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
 def providers() -> list[str]:
     import onnxruntime as ort
 
@@ -102,10 +115,7 @@ class OnnxCodec:
 
         d = Path(directory)
         self.meta = json.loads((d / META).read_text())
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
+        opts = session_options(threads)
         self.enc = ort.InferenceSession(str(d / ENCODER), opts, providers=providers())
         self.dec = ort.InferenceSession(str(d / DECODER), opts, providers=providers())
         self.sample_rate, self.hop, self.num_codebooks = self.meta["sample_rate"], self.meta["hop"], self.meta["n_q"]

@@ -5,6 +5,13 @@ Two graphs per stage: ``<name>_prefill.onnx`` (prefix tokens [G, P] -> the cache
 past cache -> logits [G, K, L, V] and the grown cache). The conditioning embeddings (a few table lookups and one
 small conv per step) stay in torch; ``OnnxStage`` borrows them from the torch model, so ``StageSampler`` drives
 either backend unchanged.
+
+Generation runs ``<name>_step_int8.onnx``: the step graph with its MatMul weights dynamically quantised to int8
+(onnxruntime.quantization), on one intra-op thread. Measured on the shipped coarse stage, one guided step at 300
+steps of context (2-core Xeon, 2026-11-22): fp32 1.35 ms, int8 0.94 ms on 1 thread; fp32 1.63 ms, int8 1.24 ms on
+2 threads (a single-token step is too small to split). The fp32 graph stays for exact parity with torch
+(``int8=False``). Teacher-forced validation loss on 16 valid clips, fp32 -> int8: semantic 1.2777 -> 1.2781,
+coarse 5.1189 -> 5.1190, fine 4.3105 -> 4.3109; a test bounds it on real music.
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..lm.model import StageLM
-from .codec_onnx import providers
+from .codec_onnx import providers, session_options
 
 
 class _Prefill(nn.Module):
@@ -73,26 +80,37 @@ def export_stage(model: StageLM, directory: str | Path) -> Path:
         torch.onnx.export(_Step(model), (tokens, positions, cond, *flat), str(d / f"{name}_step.onnx"), dynamo=False,
                           opset_version=17, input_names=["tokens", "positions", "cond_emb", *[f"past_{x}" for x in kv]],
                           output_names=["logits", *[f"present_{x}" for x in kv]], dynamic_axes=dyn)
+        _quantize(d / f"{name}_step.onnx", d / f"{name}_step_int8.onnx")
     (d / f"{name}_onnx.json").write_text(json.dumps({"version": cfg.version, "n_layer": n}))
     return d
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # it suggests a pre-processing pass we measured no gain from
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    finally:
+        logging.getLogger().setLevel(level)
 
 
 class OnnxStage:
     """onnxruntime twin of a ``StageLM`` for generation (``prefill`` / ``step``; the rest is the torch model's)."""
 
-    def __init__(self, model: StageLM, directory: str | Path, threads: int | None = None):
+    def __init__(self, model: StageLM, directory: str | Path, threads: int | None = None, int8: bool = True):
         import onnxruntime as ort
         self.torch_model, self.cfg = model, model.cfg
         d, name = Path(directory), model.cfg.name
         meta = json.loads((d / f"{name}_onnx.json").read_text())
         if meta["version"] != model.cfg.version:
             raise RuntimeError(f"{d / name}_step.onnx was exported from other weights; re-export it")
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
+        so = session_options(threads)
         self.prefill_sess = ort.InferenceSession(str(d / f"{name}_prefill.onnx"), so, providers=providers())
-        self.step_sess = ort.InferenceSession(str(d / f"{name}_step.onnx"), so, providers=providers())
+        step = d / (f"{name}_step_int8.onnx" if int8 else f"{name}_step.onnx")
+        self.step_sess = ort.InferenceSession(str(step), session_options(1), providers=providers())
         self.kv = [f"{t}_{i}" for i in range(self.cfg.n_layer) for t in ("k", "v")]
 
     def __getattr__(self, item):  # pad_cond, cond_embedding, cond_step_embedding
