@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=None)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--final-lr", type=float, default=None,
+                    help="with --minutes: decay the learning rate linearly in time from --lr to this by the deadline")
     ap.add_argument("--d-model", type=int, default=256)
     ap.add_argument("--n-layer", type=int, default=4)
     ap.add_argument("--n-head", type=int, default=4)
@@ -117,13 +119,16 @@ def main(argv=None) -> int:
         print(f"{a.stage}: {model.n_params() / 1e6:.2f}M parameters, {len(train_tok['ids'])} train clips", file=sys.stderr)
     deadline = time.time() + a.minutes * 60 if a.minutes else float("inf")
     bar = tqdm(total=a.steps, initial=step, desc=a.stage, disable=rank != 0)
-    t0 = time.time()
+    t0 = start = time.time()
     while step < a.steps and time.time() < deadline:
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 97 + rank)
         idx = torch.randint(0, len(train_tok["ids"]), (a.batch,), generator=g)
         b = make_batch(cfg, train_tok, idx, g)
         for grp in opt.param_groups:
             grp["lr"] = a.lr * min(1.0, (step + 1) / 300)
+            if a.final_lr is not None and a.minutes:
+                frac = min(1.0, (time.time() - start) / (deadline - start))
+                grp["lr"] = grp["lr"] + (a.final_lr - grp["lr"]) * frac
         loss = masked_loss(model(b["inputs"], b["prefix"], b["cond"]), b["targets"], cfg.vocab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
