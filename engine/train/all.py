@@ -1,7 +1,7 @@
 """Rebuild every shipped model from nothing: ``python -m engine.train.all --runs runs --hours 10``.
 
-corpus -> codec -> MuLan -> semantic tokenizer -> tokens -> semantic / coarse / fine stages, each step a call of
-that model's own entry point. Every step is cached and resumable: the corpus build resumes from its parts (and skips
+corpus -> codec -> MuLan -> semantic tokenizer -> tokens -> semantic / coarse / fine stages -> evaluation report
+(which exports the ONNX graphs on first use), each step a call of that model's own entry point. Every step is cached and resumable: the corpus build resumes from its parts (and skips
 finished ones), each trainer from its ``last.pt``, tokenisation skips files it has made. Budgets are wall-clock
 minutes per call (the defaults add up to 5 h of training; this command has not yet been run in one go);
 calling again after an interruption continues each trainer for another budget. On GPUs raise them or launch
@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--codec-minutes", type=float, default=90)
     ap.add_argument("--mulan-minutes", type=float, default=40)
+    ap.add_argument("--report", type=Path, default=Path("docs/eval"), help="where the evaluation report goes")
     ap.add_argument("--stage-minutes", type=float, nargs=3, default=[40, 90, 40], metavar=("SEM", "COARSE", "FINE"))
     a = ap.parse_args(argv)
     corpus = a.runs / f"corpus{a.hours:g}h"
@@ -62,6 +63,9 @@ def main(argv=None) -> int:
         common = [name, "--tokens", str(a.runs / "tokens"), "--out", str(a.runs / "stages"), "--assets", str(a.assets)]
         step(f"{name} stage", lambda c=common, m=minutes: (train_stage.main(c + ["--minutes", str(m)]),
                                                            train_stage.main(c + ["--ship"])))
+    from ..eval.report import main as report_main
+    step("evaluation", lambda: report_main(["--out", str(a.report), "--corpus", str(corpus), "--assets", str(a.assets),
+                                            "--cache", str(a.runs / "eval")]))
     print("done: " + ", ".join(steps), file=sys.stderr)
     return 0
 
