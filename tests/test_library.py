@@ -5,6 +5,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +104,56 @@ def test_downloads_carry_prompt_and_seed_in_their_tags(tmp_path, fmt):
     assert tags["title"] == "calm flute"
     assert json.loads(tags["comment"])["seed"] == 42
     assert abs(float(info["duration"]) - 1.0) < 0.1
+
+
+def test_killing_the_app_mid_generation_keeps_the_library_whole(tiny_assets, tmp_path):
+    """SIGKILL of launch.py while a clip streams: earlier clips survive whole, nothing partial is listed, and the
+    restarted app serves and saves again."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    gradio_client = pytest.importorskip("gradio_client")
+    from .conftest import free_port
+    root = Path(__file__).resolve().parent.parent
+    lib_dir = tmp_path / "library"
+    kept = ClipLibrary(lib_dir).save(_tone(), {"prompt": "saved yesterday", "seed": 1})
+
+    def launch():
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, str(root / "launch.py"), "--assets", str(tiny_assets), "--library",
+                                 str(lib_dir), "--port", str(port), "--no-browser"], cwd=root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + 180
+        while True:
+            assert proc.poll() is None, "the app exited at start-up"
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                return proc, gradio_client.Client(url, verbose=False)
+            except OSError:
+                assert time.time() < deadline, "the app did not start"
+                time.sleep(0.5)
+
+    story = {"headers": ["prompt", "seconds"], "data": [["", 10]]}
+    proc, client = launch()
+    try:
+        job = client.submit("a long folk tune", story, 120, 7, 1.0, 0, 3.0, 1, api_name="/generate")
+        deadline = time.time() + 120
+        while not any(o[0] for o in job.outputs()) and time.time() < deadline:  # audio is streaming
+            time.sleep(0.05)
+        assert any(o[0] for o in job.outputs()), "generation never started streaming"
+    finally:
+        proc.kill()
+        proc.wait()
+    lib = ClipLibrary(lib_dir)
+    assert [c.id for c in lib.list()] == [kept.id]
+    assert np.abs(lib.audio(kept.id) - _tone()).max() < 1e-3, "the earlier clip is intact"
+    proc, client = launch()
+    try:
+        final = client.predict("a short folk tune", story, 2, 8, 1.0, 0, 3.0, 1, api_name="/generate")
+        assert final[2].startswith("Saved as"), final[2]
+        assert len(ClipLibrary(lib_dir).list()) == 2
+    finally:
+        proc.kill()
+        proc.wait()
