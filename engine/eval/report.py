@@ -263,7 +263,7 @@ def markdown(res: dict, prev: dict | None, images: list[str]) -> str:
         now, before = _get(res, path), _get(prev, path)
         f = (lambda x: "n/a" if x is None else fmt.format(x))
         trend = ""
-        if better and now is not None and before is not None and now != before:
+        if better and now is not None and before is not None and fmt.format(now) != fmt.format(before):
             improved = (now < before) if better == "low" else (now > before)
             trend = " (better)" if improved else " (worse)"
         lines.append(f"| {label} | {f(now)} | {f(before) if prev else '—'}{trend} |")
