@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -145,7 +146,6 @@ class Cantus:
     def warm_up(self) -> float:
         """Loads MiniLM (about 3 s on first use) and runs every graph once with a 1 s generation, so a server's first
         user does not wait for it; returns the seconds it took."""
-        import time
         t = time.perf_counter()
         self.generate(Request([Segment("warm up", 1.0)], Settings(duration=1.0)))
         return time.perf_counter() - t

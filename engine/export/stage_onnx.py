@@ -7,11 +7,11 @@ small conv per step) stay in torch; ``OnnxStage`` borrows them from the torch mo
 either backend unchanged.
 
 Generation runs ``<name>_step_int8.onnx``: the step graph with its MatMul weights dynamically quantised to int8
-(onnxruntime.quantization), on one intra-op thread. Measured on the shipped coarse stage, one guided step at 300
+(onnxruntime.quantization), on one intra-op thread. Measured on the coarse stage (2,046-step weights), one guided step at 300
 steps of context (2-core Xeon, 2026-11-22): fp32 1.35 ms, int8 0.94 ms on 1 thread; fp32 1.63 ms, int8 1.24 ms on
 2 threads (a single-token step is too small to split). The fp32 graph stays for exact parity with torch
 (``int8=False``). Teacher-forced validation loss on 16 valid clips, fp32 -> int8: semantic 1.2777 -> 1.2781,
-coarse 5.1189 -> 5.1190, fine 4.3105 -> 4.3109; a test bounds it on real music.
+coarse 5.1189 -> 5.1190, fine 4.3105 -> 4.3109 (same weights); a test bounds it on real music.
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def _quantize(src: Path, dst: Path) -> None:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
     level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # it suggests a pre-processing pass we measured no gain from
+    logging.getLogger().setLevel(logging.ERROR)  # it logs advice to pre-process; the result is checked by its loss
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
     finally:

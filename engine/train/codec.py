@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from ..codec.model import Codec, CodecConfig
 from ..data.dataset import open_dataset
 from ..eval.metrics import log_mel, mel_distance
+from .distributed import setup
 
 LOSS_SCALES = ((128, 16), (256, 32), (512, 64), (1024, 80), (2048, 128))
 
@@ -81,15 +81,8 @@ def evaluate(model: Codec, clips: list[torch.Tensor]) -> dict:
     return res
 
 
-def _ddp() -> tuple[int, int]:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def train(a: argparse.Namespace) -> dict:
-    rank, world = _ddp()
+    rank, world = setup()
     device = f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(a.seed)
     out = Path(a.out)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ from ..kmeans import ResidualKMeans
 from ..mulan import evaluate
 from ..mulan.model import MuLan, MuLanConfig
 from ..mulan.text import encode_sentences
+from .distributed import average_gradients, setup
 
 CROP = 200  # frames (8 s) per training example
 
@@ -93,10 +93,7 @@ def _selection(m: dict) -> float:
 
 
 def train(a: argparse.Namespace) -> dict:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
+    rank, world = setup()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     train_f = build_features(a.data, "train", out, a.paraphrases)
@@ -133,11 +130,7 @@ def train(a: argparse.Namespace) -> dict:
         loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if world > 1:
-            for p in model.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
+        average_gradients(model, world)
         opt.step()
         step += 1
         bar.update()

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from ..lm.model import StageLM, masked_loss
 from ..lm.stages import default_config, make_batch
 from .tokenize import load
+from .distributed import average_gradients, setup
 
 
 def shipped_versions(assets: Path) -> dict:
@@ -89,9 +89,7 @@ def main(argv=None) -> int:
         print(f"shipped {out / 'best'} -> {dest}")
         return 0
 
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
+    rank, world = setup()
     versions = shipped_versions(a.assets)
     need_codec = a.stage != "semantic"
     train_tok = load(a.tokens, "train", versions, need_codec)
@@ -132,11 +130,7 @@ def main(argv=None) -> int:
         loss = masked_loss(model(b["inputs"], b["prefix"], b["cond"]), b["targets"], cfg.vocab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if world > 1:
-            for p in model.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
+        average_gradients(model, world)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
