@@ -1,4 +1,7 @@
-"""Codec invariants on a tiny config: causality, streaming equals batch, round trips, save/load, a training step."""
+"""Codec invariants on tiny configs of both decoders (transposed convolutions and frame-rate iSTFT): causality,
+streaming equals batch, round trips, save/load, a training step."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -6,12 +9,13 @@ import torch
 from engine.codec import Codec, CodecConfig
 
 TINY = CodecConfig(channels=4, max_channels=16, dim=16, n_q=4, codebook_size=32)
+TINY_ISTFT = dataclasses.replace(TINY, decoder="istft", decoder_dim=16, decoder_blocks=2)
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[TINY, TINY_ISTFT], ids=["conv", "istft"])
+def model(request):
     torch.manual_seed(0)
-    m = Codec(TINY)
+    m = Codec(request.param)
     m.train()
     with torch.no_grad():  # initialise the codebooks (k-means) on some audio
         m(torch.randn(2, 24_000) * 0.1)
@@ -42,6 +46,33 @@ def test_streaming_decode_equals_batch(model):
     assert torch.max(torch.abs(streamed - full)) < 1e-4
 
 
+def test_reconstruct_is_aligned_with_the_input(model):
+    x = torch.randn(2, 24_000 + 123) * 0.1
+    y = model.reconstruct(x)
+    assert y.shape == x.shape
+    codes = model.encode(torch.nn.functional.pad(x, (0, model.delay)))
+    assert torch.equal(y, model.decode(codes)[:, model.delay: model.delay + x.shape[-1]])
+
+
+def test_istft_decoder_is_causal_and_its_inverse_dft_is_exact():
+    from engine.codec.istft import ISTFTDecoder, inverse_dft_basis
+
+    spec = torch.randn(3, 481, dtype=torch.complex64)
+    spec[:, 0], spec[:, -1] = spec[:, 0].real, spec[:, -1].real
+    ref = torch.fft.irfft(spec, n=960) * torch.hann_window(960)
+    assert torch.allclose(torch.cat([spec.real, spec.imag], -1) @ inverse_dft_basis(960), ref, atol=1e-5)
+    torch.manual_seed(0)
+    dec = ISTFTDecoder(16, 480, dim=16, blocks=2).eval()
+    assert dec.delay == 3 * 480
+    z = torch.randn(1, 16, 20)
+    z2 = z.clone()
+    z2[..., 12:] = torch.randn(1, 16, 8)  # change frames 12.. only
+    with torch.no_grad():
+        a, b = dec(z), dec(z2)
+    assert torch.equal(a[..., : 12 * 480], b[..., : 12 * 480])  # the past is untouched: no lookahead
+    assert not torch.allclose(a[..., 12 * 480: 13 * 480], b[..., 12 * 480: 13 * 480])  # frame 12 sounds at once
+
+
 def test_encoder_is_causal(model):
     x = torch.randn(1, 9_600) * 0.1
     y = x.clone()
@@ -66,11 +97,12 @@ def test_missing_weights_error_says_how_to_train(tmp_path):
         Codec.load(tmp_path)
 
 
-def test_quantizer_straight_through_and_training_reduces_loss():
+@pytest.mark.parametrize("cfg", [TINY, TINY_ISTFT], ids=["conv", "istft"])
+def test_quantizer_straight_through_and_training_reduces_loss(cfg):
     from engine.train.codec import codec_loss
 
     torch.manual_seed(1)
-    m = Codec(TINY)
+    m = Codec(cfg)
     opt = torch.optim.Adam(m.parameters(), 3e-3)
     t = torch.arange(4_800) / 24_000
     x = (0.3 * torch.sin(2 * np.pi * 220 * t) * torch.ones(4, 1))

@@ -6,13 +6,13 @@ import torch
 from engine.codec import Codec
 from engine.export.codec_onnx import OnnxCodec, export_codec
 
-from .test_codec import TINY
+from .test_codec import TINY, TINY_ISTFT
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+@pytest.fixture(scope="module", params=[TINY, TINY_ISTFT], ids=["conv", "istft"])
+def pair(request, tmp_path_factory):
     torch.manual_seed(0)
-    m = Codec(TINY)
+    m = Codec(request.param)
     m.train()
     with torch.no_grad():
         m(torch.randn(2, 24_000) * 0.1)

@@ -25,8 +25,7 @@ def main(argv=None) -> int:
         if not 1 <= a.levels <= codec.num_codebooks:
             raise ValueError(f"--levels must be between 1 and {codec.num_codebooks}")
         x = torch.from_numpy(load_audio(a.inp, codec.sample_rate, max_seconds=1800))
-        codes = codec.encode(x[None], n_q=a.levels)
-        y = codec.decode(codes)[0, : x.shape[-1]].clamp(-1, 1).numpy()
+        y = codec.reconstruct(x[None], n_q=a.levels)[0].clamp(-1, 1).numpy()
         sf.write(a.out, y, codec.sample_rate, subtype="PCM_16")
     except (AudioError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

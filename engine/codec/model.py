@@ -37,7 +37,11 @@ class CodecConfig:
     code_dim: int = 8  # dimension codes are looked up in (l2-normalised, DAC-style)
     lstm: bool = True
     quantizer_dropout: float = 0.5
-    version: str = "0"
+    version: str = "0"  # names the token space: stages trained on these codes check it
+    decoder: str = "conv"  # "conv": mirrored transposed convolutions; "istft": engine.codec.istft (frame rate)
+    decoder_dim: int = 256  # istft decoder width ...
+    decoder_blocks: int = 6  # ... and depth
+    decoder_version: str = ""  # set when a decoder is retrained on frozen codes (version unchanged)
 
     def width(self, stage: int) -> int:
         """Channels after ``stage`` downsamplings."""
@@ -53,6 +57,8 @@ class CodecConfig:
     def __post_init__(self):
         self.strides = tuple(self.strides)
         self.dilations = tuple(self.dilations)
+        if self.decoder not in ("conv", "istft"):
+            raise ValueError(f"unknown decoder {self.decoder!r}")
         if self.sample_rate % self.hop:
             raise ValueError(f"hop {self.hop} must divide sample rate {self.sample_rate}")
 
@@ -146,6 +152,14 @@ class Decoder(nn.Module):
         return y, new
 
 
+def make_decoder(cfg: CodecConfig) -> nn.Module:
+    if cfg.decoder == "istft":
+        from .istft import ISTFTDecoder
+
+        return ISTFTDecoder(cfg.dim, cfg.hop, cfg.decoder_dim, cfg.decoder_blocks)
+    return Decoder(cfg)
+
+
 @dataclass
 class CodecOutput:
     audio: torch.Tensor  # [B, 1, T] reconstruction
@@ -160,7 +174,7 @@ class Codec(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = encoder or Encoder(cfg)
-        self.decoder = decoder or Decoder(cfg)
+        self.decoder = decoder or make_decoder(cfg)
         self.quantizer = quantizer or ResidualVQ(cfg.dim, cfg.n_q, cfg.codebook_size, cfg.code_dim,
                                                  dropout_p=cfg.quantizer_dropout)
 
@@ -169,6 +183,8 @@ class Codec(nn.Module):
     frame_rate = property(lambda self: self.cfg.sample_rate // self.cfg.hop)
     cardinality = property(lambda self: self.cfg.codebook_size)
     num_codebooks = property(lambda self: self.cfg.n_q)
+    # samples by which decoded audio lags the encoded audio (0 for the conv decoder, 3 hops for the istft one)
+    delay = property(lambda self: getattr(self.decoder, "delay", 0))
 
     def _pad(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.dim() == 2:
@@ -197,6 +213,14 @@ class Codec(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, K, T] (any K <= n_q levels) -> audio [B, T * hop]."""
         return self.decoder(self.quantizer.decode(codes))[:, 0]
+
+    @torch.inference_mode()
+    def reconstruct(self, audio: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """Round trip aligned with the input: audio [B, T] -> [B, T] (the decoder's delay removed)."""
+        audio = audio[:, 0] if audio.dim() == 3 else audio
+        T = audio.shape[-1]
+        codes = self.encode(nn.functional.pad(audio, (0, self.delay)), n_q=n_q)
+        return self.decode(codes)[:, self.delay: self.delay + T]
 
     @torch.inference_mode()
     def decode_step(self, codes: torch.Tensor, state: list[torch.Tensor] | None = None):

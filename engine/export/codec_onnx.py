@@ -82,7 +82,7 @@ def export_codec(codec: Codec, directory: str | Path) -> Path:
 
 
 def _lstm_indices(model: Codec) -> list[int]:
-    return [1, 2] if model.decoder.lstm is not None else []
+    return [1, 2] if getattr(model.decoder, "lstm", None) is not None else []
 
 
 def session_options(threads: int | None = None):

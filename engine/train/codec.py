@@ -75,7 +75,7 @@ def evaluate(model: Codec, clips: list[torch.Tensor]) -> dict:
     model.eval()
     res = {}
     for k in (4, 8):
-        d = [float(mel_distance(x, model.decode(model.encode(x[None], n_q=k))[0])) for x in clips]
+        d = [float(mel_distance(x, model.reconstruct(x[None], n_q=k)[0])) for x in clips]
         res[f"mel_{k}"] = float(np.mean(d))
     model.train()
     return res

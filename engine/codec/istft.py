@@ -1,0 +1,128 @@
+"""A Vocos-style decoder: frame-rate ConvNeXt blocks predict an STFT frame, an inverse DFT and overlap-add make audio.
+
+Every layer runs at the 50 Hz frame rate (the transposed-convolution decoder runs its last stages at 12 and 24 kHz),
+and the output is a sum of windowed sinusoids, so a harmonic can sit exactly on its frequency instead of being
+assembled by upsampling filters. All convolutions are causal; frame t's window (n_fft = 4 hops) covers output samples
+[t*hop, t*hop + n_fft), so an output block of one hop is complete once its frame has arrived and streaming needs no
+lookahead. The price is a fixed delay: output audio lags the encoded audio by ``delay = n_fft - hop`` samples
+(60 ms at 24 kHz), which training builds in (the loss compares the output with the input delayed by that much) and
+``Codec.reconstruct`` removes for round trips.
+
+The inverse DFT is a matrix product with a fixed windowed basis (the same arithmetic in torch and ONNX, so parity is
+exact up to float rounding); overlap-add is four shifted sums. Streaming state: the causal convolutions' past frames
+and the three hops of overlap-add tail.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .conv import CausalConv1d
+
+
+class _ChannelNorm(nn.Module):
+    """LayerNorm over channels of [B, C, T] (per frame, so it streams)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Causal depthwise conv (k=7) -> LayerNorm -> 1x1 expand (x3) -> GELU -> 1x1 project, scaled, plus the input."""
+
+    def __init__(self, dim: int, kernel: int = 7):
+        super().__init__()
+        self.kernel = kernel
+        self.dw = nn.Conv1d(dim, dim, kernel, groups=dim)
+        self.norm = _ChannelNorm(dim)
+        self.pw1 = nn.Conv1d(dim, 3 * dim, 1)
+        self.pw2 = nn.Conv1d(3 * dim, dim, 1)
+        self.scale = nn.Parameter(torch.full((dim, 1), 0.1))
+
+    def _mix(self, h: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.pw2(nn.functional.gelu(self.pw1(self.norm(h))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.dw(nn.functional.pad(x, (self.kernel - 1, 0)))
+        return x + self._mix(h)
+
+    def init_state(self, batch: int, device=None) -> torch.Tensor:
+        return torch.zeros(batch, self.dw.in_channels, self.kernel - 1, device=device)
+
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        full = torch.cat([state, x], dim=-1)
+        return x + self._mix(self.dw(full)), full[..., full.shape[-1] - (self.kernel - 1):]
+
+
+def inverse_dft_basis(n_fft: int) -> torch.Tensor:
+    """[2F, n_fft] rows: Hann-windowed inverse real DFT of the real parts, then of the imaginary parts."""
+    F = n_fft // 2 + 1
+    k = torch.arange(F, dtype=torch.float64)[:, None]
+    n = torch.arange(n_fft, dtype=torch.float64)[None]
+    weight = torch.full((F, 1), 2.0, dtype=torch.float64)
+    weight[0] = weight[-1] = 1.0  # DC and Nyquist appear once in a real signal's spectrum
+    ang = 2 * math.pi * k * n / n_fft
+    win = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)[None]
+    return (torch.cat([weight * torch.cos(ang), -weight * torch.sin(ang)]) * win / n_fft).float()
+
+
+class ISTFTDecoder(nn.Module):
+    """Latent [B, D, T] at the frame rate -> audio [B, 1, T * hop] delayed by ``n_fft - hop`` samples."""
+
+    def __init__(self, latent_dim: int, hop: int, dim: int = 256, blocks: int = 6, overlap: int = 4):
+        super().__init__()
+        self.hop, self.overlap, self.n_fft = hop, overlap, hop * overlap
+        self.bins = self.n_fft // 2 + 1
+        self.inp = CausalConv1d(latent_dim, dim, 7)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(dim) for _ in range(blocks))
+        self.norm = _ChannelNorm(dim)
+        self.head = nn.Conv1d(dim, 2 * self.bins, 1)
+        self.register_buffer("basis", inverse_dft_basis(self.n_fft), persistent=False)
+
+    @property
+    def delay(self) -> int:
+        return self.n_fft - self.hop
+
+    def _frames(self, h: torch.Tensor) -> torch.Tensor:
+        """Features [B, C, T] -> windowed time-domain frames [B, T, n_fft]."""
+        out = self.head(self.norm(h)).transpose(1, 2)  # [B, T, 2F]
+        log_mag, phase = out[..., : self.bins], out[..., self.bins:]
+        mag = torch.exp(log_mag.clamp(max=6.0))
+        return torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1) @ self.basis
+
+    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, T, overlap * hop] -> [B, T + overlap - 1, hop]: frame t's k-th hop lands on block t + k."""
+        T, o = frames.shape[1], self.overlap
+        segs = frames.unflatten(-1, (o, self.hop))
+        return sum(nn.functional.pad(segs[:, :, k], (0, 0, k, o - 1 - k)) for k in range(o))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.inp(z)
+        for b in self.blocks:
+            h = b(h)
+        blocks = self._overlap_add(self._frames(h))[:, : z.shape[-1]]
+        return blocks.reshape(z.shape[0], 1, -1)
+
+    # ---- streaming: a flat list of tensors in a fixed order, for ONNX
+    def init_state(self, batch: int, device=None) -> list[torch.Tensor]:
+        return [self.inp.init_state(batch, device), *(b.init_state(batch, device) for b in self.blocks),
+                torch.zeros(batch, self.overlap - 1, self.hop, device=device)]
+
+    def step(self, z: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        h, s = self.inp.step(z, state[0])
+        new = [s]
+        for b, st in zip(self.blocks, state[1:-1]):
+            h, s = b.step(h, st)
+            new.append(s)
+        blocks = self._overlap_add(self._frames(h))
+        tail = state[-1]
+        blocks = torch.cat([blocks[:, : tail.shape[1]] + tail, blocks[:, tail.shape[1]:]], dim=1)
+        T = z.shape[-1]
+        new.append(blocks[:, T:])
+        return blocks[:, :T].reshape(z.shape[0], 1, -1), new

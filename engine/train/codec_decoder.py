@@ -1,0 +1,180 @@
+"""Retrain the codec's decoder on frozen codes: ``python -m engine.train.codec_decoder --data runs/corpus10h
+--tokens runs/tokens --init assets/codec --out runs/codec_istft [--minutes M]``.
+
+The encoder and the residual VQ of ``--init`` stay as they are, so the codes, and every stage trained on them, stay
+valid; only the decoder is new (by default the frame-rate iSTFT decoder of ``engine.codec.istft``). Training reads
+the codes ``engine.train.tokenize`` cached for the train split (the very codes the stages learned), so no encoder
+runs: each step decodes random windows of codes and compares the audio with the clip delayed by the decoder's delay,
+with the codec trainer's loss (multi-scale log-mel, spectral convergence, linear log-magnitude). The first
+``--context`` frames of each window warm the causal state up and are not scored. A quarter of the windows use only
+the first 1-7 levels, so lower bitrates keep decoding. Every ``--eval-every`` steps: the project's mel distance of
+full round trips (``Codec.reconstruct``) on validation clips at 8 and 4 levels; the best is saved as a complete
+codec in ``OUT/best/`` (ship with ``python -m engine.train.codec --ship OUT/best``). Resumable from ``OUT/last.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..codec.model import Codec, make_decoder
+from ..data.dataset import CorpusDataset
+from .codec import codec_loss, evaluate
+
+
+class CodeWindows:
+    """Aligned (codes, delayed audio) windows of the train split: codes from the tokenize cache, audio as int16."""
+
+    def __init__(self, data: str, tokens: Path, version: str, hop: int, progress: bool = True):
+        path = tokens / f"codec-train-{version}.pt"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run python -m engine.train.tokenize --data {data} --out {tokens}")
+        blob = torch.load(path, weights_only=False)
+        ds = CorpusDataset(data, "train")
+        by_id = {r["id"]: i for i, r in enumerate(ds.records)}
+        self.codes = blob["codes"].long()  # [N, K, F]
+        self.audio = []
+        for cid in tqdm(blob["ids"], desc="loading audio", disable=not progress):
+            a = ds[by_id[cid]].audio
+            self.audio.append((np.clip(a, -1, 1) * 32767).astype(np.int16))
+        self.hop = hop
+
+    def batch(self, rng: np.random.Generator, size: int, frames: int, delay: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n, _, F = self.codes.shape
+        codes = torch.empty(size, self.codes.shape[1], frames, dtype=torch.long)
+        audio = np.zeros((size, frames * self.hop), dtype=np.float32)
+        for b in range(size):
+            i, s = int(rng.integers(n)), int(rng.integers(0, F - frames + 1))
+            codes[b] = self.codes[i, :, s:s + frames]
+            lo = s * self.hop - delay  # output sample 0 of this window shows input sample lo
+            a = self.audio[i][max(0, lo): lo + frames * self.hop].astype(np.float32) / 32767
+            audio[b, max(0, -lo): max(0, -lo) + len(a)] = a
+        return codes, torch.from_numpy(audio)
+
+
+def _save_best(codec: Codec, out: Path, metrics: dict) -> None:
+    tmp = out / "best.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    codec.save(tmp)
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    shutil.rmtree(out / "best", ignore_errors=True)
+    tmp.rename(out / "best")
+
+
+def train(a: argparse.Namespace) -> dict:
+    torch.manual_seed(a.seed)
+    base = Codec.load(a.init)
+    cfg = dataclasses.replace(base.cfg, decoder=a.decoder, decoder_dim=a.dim, decoder_blocks=a.blocks)
+    codec = Codec(cfg, encoder=base.encoder, quantizer=base.quantizer)
+    for p in [*codec.encoder.parameters(), *codec.quantizer.parameters()]:
+        p.requires_grad_(False)
+    dec = codec.decoder
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    opt = torch.optim.AdamW(dec.parameters(), lr=a.lr, betas=(0.8, 0.99), weight_decay=1e-4)
+    step, best, history, trained_s = 0, float("inf"), [], 0.0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        if ck["config"] != dataclasses.asdict(cfg):  # decoder_version is "" until the first best is saved
+            raise SystemExit(f"{ckpt_path} was trained with another config; use another --out")
+        dec.load_state_dict(ck["decoder"])
+        opt.load_state_dict(ck["opt"])
+        step, best, history, trained_s = ck["step"], ck["best"], ck["history"], ck["trained_s"]
+        print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
+
+    data = CodeWindows(a.data, Path(a.tokens), cfg.version, cfg.hop)
+    valid = CorpusDataset(a.data, "valid")
+    clips = [torch.from_numpy(valid[i].audio) for i in range(min(a.eval_clips, len(valid)))]
+    frames = a.context + int(round(a.seconds * cfg.sample_rate / cfg.hop))
+    skip = a.context * cfg.hop
+
+    t_start = time.time()
+    deadline = t_start + a.minutes * 60 if a.minutes else float("inf")
+    bar = tqdm(total=a.steps, initial=step, desc="decoder")
+    t0 = time.time()
+    while step < a.steps and time.time() < deadline:
+        frac = min(1.0, (time.time() - t_start) / (deadline - t_start)) if a.minutes else step / a.steps
+        lr = a.lr * min(1.0, (step + 1) / a.warmup)
+        lr = lr + (a.final_lr - lr) * frac if a.final_lr is not None else lr
+        for g in opt.param_groups:
+            g["lr"] = lr
+        rng = np.random.default_rng([a.seed, step])
+        codes, target = data.batch(rng, a.batch, frames, dec.delay)
+        levels = torch.where(torch.from_numpy(rng.random(a.batch) < a.level_dropout),
+                             torch.from_numpy(rng.integers(1, cfg.n_q, a.batch)), torch.full((a.batch,), cfg.n_q))
+        keep = (torch.arange(cfg.n_q)[None] < levels[:, None])[:, :, None]
+        with torch.no_grad():
+            z = sum(codec.quantizer.levels[k].decode(codes[:, k]) * keep[:, k, :, None] for k in range(cfg.n_q))
+        y = dec(z.permute(0, 2, 1))[:, 0]
+        loss, parts = codec_loss(target[:, skip:], y[:, skip:], cfg.sample_rate)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(dec.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update()
+        bar.set_postfix(mel=f"{parts['mel']:.3f}", lin=f"{parts['lin']:.3f}", lr=f"{lr:.1e}")
+        last = step >= a.steps or time.time() >= deadline
+        if step % a.eval_every == 0 or last:
+            trained_s += time.time() - t0
+            t0 = time.time()
+            m = evaluate(codec, clips)
+            m.update(step=step, train_hours=round(trained_s / 3600, 3))
+            history.append(m)
+            tqdm.write(json.dumps(m))
+            if m["mel_8"] < best:
+                best = m["mel_8"]
+                codec.cfg.decoder_version = f"{a.decoder}-s{step}"
+                _save_best(codec, out, m)
+        if step % a.ckpt_every == 0 or last:
+            tmp = out / "last.tmp"
+            torch.save({"decoder": dec.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+                        "history": history, "config": dataclasses.asdict(dataclasses.replace(cfg, decoder_version="")),
+                        "trained_s": trained_s + time.time() - t0}, tmp)
+            os.replace(tmp, ckpt_path)
+    bar.close()
+    return {"step": step, "best_mel_8": best}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.train.codec_decoder", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="runs/corpus")
+    ap.add_argument("--tokens", default="runs/tokens")
+    ap.add_argument("--init", type=Path, default=Path("assets/codec"), help="codec whose encoder and RVQ are kept")
+    ap.add_argument("--out", default="runs/codec_istft")
+    ap.add_argument("--decoder", choices=("istft", "conv"), default="istft")
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--blocks", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=1_000_000)
+    ap.add_argument("--minutes", type=float, default=None, help="stop after this much wall time")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=1.0, help="scored audio per window")
+    ap.add_argument("--context", type=int, default=8, help="unscored warm-up frames per window")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--final-lr", type=float, default=None, help="decay linearly to this by the end (--minutes)")
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--level-dropout", type=float, default=0.25)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-clips", type=int, default=16)
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(json.dumps(train(a)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Retraining the codec's decoder on frozen codes (engine.train.codec_decoder) on a tiny config: it trains from the
+tokenize cache, evaluates, keeps the best as a complete codec whose codes are exactly the old codec's (so stages
+trained on those codes stay valid), and resumes."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine.codec import Codec, CodecConfig
+from engine.train import codec_decoder
+from engine.train.tokenize import codec_tokens
+
+ARGS = ["--dim", "16", "--blocks", "1", "--batch", "2", "--seconds", "0.2", "--context", "2", "--eval-every", "3",
+        "--eval-clips", "2", "--ckpt-every", "2"]
+
+
+def test_decoder_retraining_keeps_the_codes(tiny_corpus, tmp_path, capsys):
+    torch.manual_seed(0)
+    old = Codec(CodecConfig(channels=4, max_channels=16, dim=16, n_q=8, codebook_size=32, version="tiny-v1"))
+    old.train()
+    with torch.no_grad():
+        old(torch.randn(2, 24_000) * 0.1)  # initialise the codebooks
+    old.eval().save(tmp_path / "init")
+    old = Codec.load(tmp_path / "init")
+    (tmp_path / "tokens").mkdir()
+    codec_tokens(str(tiny_corpus), "train", old, tmp_path / "tokens")
+
+    out = tmp_path / "run"
+    common = ["--data", str(tiny_corpus), "--tokens", str(tmp_path / "tokens"), "--init", str(tmp_path / "init"),
+              "--out", str(out), *ARGS]
+    assert codec_decoder.main([*common, "--steps", "4"]) == 0
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["step"] == 4 and len(ck["history"]) == 2  # evaluated at step 3 and at the end
+    new = Codec.load(out / "best")
+    assert new.cfg.decoder == "istft" and new.cfg.version == "tiny-v1" and new.cfg.decoder_version.startswith("istft-s")
+    assert {"mel_4", "mel_8", "step"} <= set(json.loads((out / "best" / "metrics.json").read_text()))
+    x = torch.randn(1, 24_000) * 0.1
+    assert torch.equal(new.encode(x), old.encode(x))  # same token space
+    assert new.reconstruct(x).shape == x.shape and torch.isfinite(new.reconstruct(x)).all()
+
+    assert codec_decoder.main([*common, "--steps", "6"]) == 0
+    assert "resumed" in capsys.readouterr().err
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 6
+
+
+def test_missing_token_cache_says_how_to_make_it(tiny_corpus, tmp_path):
+    Codec(CodecConfig(channels=4, max_channels=16, dim=16, n_q=8, codebook_size=32)).eval().save(tmp_path / "init")
+    with pytest.raises(SystemExit, match="engine.train.tokenize"):
+        codec_decoder.main(["--data", str(tiny_corpus), "--tokens", str(tmp_path / "none"), "--init",
+                            str(tmp_path / "init"), "--out", str(tmp_path / "run"), *ARGS, "--steps", "1"])
