@@ -59,6 +59,26 @@ def test_mulan_training_code_runs_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert json.loads((tmp_path / "best" / "metrics.json").read_text())["train_steps"] == 8
 
 
+def test_text_projection_retraining_keeps_the_audio_side(tiny_corpus, tmp_path):
+    from engine.mulan import MuLan
+    from engine.train import mulan as train_mulan
+    from engine.train import mulan_text
+
+    tiny = ["--width", "16", "--dim", "16", "--paraphrases", "3", "--version", "t"]
+    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path / "m"), "--steps", "2", "--batch", "8",
+                      "--eval-every", "2", *tiny])
+    old = MuLan.load(tmp_path / "m" / "best")
+    mulan_text.main(["--data", str(tiny_corpus), "--features", str(tmp_path / "m"), "--init", str(tmp_path / "m" / "best"),
+                     "--out", str(tmp_path / "t"), "--steps", "4", "--batch", "8", "--per-clip", "2", "--eval-every", "2"])
+    new = MuLan.load(tmp_path / "t" / "best")
+    m = json.loads((tmp_path / "t" / "best" / "metrics.json").read_text())
+    assert {"recall@10", "zero_shot_family", "token_cosine_text"} <= set(m)
+    assert new.cfg.version == old.cfg.version  # the token space the stages were trained on
+    x = np.random.default_rng(0).standard_normal(24_000 * 3).astype(np.float32) * 0.1
+    assert torch.equal(new.tokens(new.embed_audio(x, 24_000)[None]), old.tokens(old.embed_audio(x, 24_000)[None]))
+    assert (tmp_path / "m" / "short-prompts-2.pt").exists()  # cached beside the features
+
+
 needs_shipped = pytest.mark.skipif(not (ASSETS / "mulan" / "mulan.json").exists(), reason="no shipped MuLan")
 
 

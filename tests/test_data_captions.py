@@ -69,3 +69,26 @@ def test_parse_caption_handles_user_wording():
     assert "string ensemble" in got["instruments"] and "piano" not in got["instruments"]
     assert parse_caption("a folk fiddle tune in a minor key")["instruments"] == {"fiddle"}
     assert "tonic" not in parse_caption("a folk fiddle tune in a minor key")
+
+
+def test_short_prompts_name_true_aspects_that_a_reader_finds(specs):
+    from engine.data.captions import make_short_prompt, short_prompt_fits
+
+    rng = np.random.default_rng(1)
+    all_tags = [clip_tags(s) for s in specs]
+    sizes, texts = [], set()
+    for tags in all_tags[:150]:
+        text, named = make_short_prompt(tags, rng)
+        texts.add(text)
+        assert 1 <= len(named) <= 3 and short_prompt_fits(named, tags), (text, named)
+        got = parse_caption(text)
+        for aspect, value in named.items():
+            if aspect == "lead":
+                assert value in got["instruments"], text  # aliases read back as the canonical name
+            elif aspect in ("style", "mood", "tempo_bucket"):
+                assert got[f"{aspect}_all"] == {value}, text
+            else:
+                assert got["mode"] == value, text
+        assert set(got.get("style_all", set())) <= {tags["style"]}, text  # nothing false is said
+        sizes.append(sum(short_prompt_fits(named, t) for t in all_tags))
+    assert len(texts) > 120 and np.median(sizes) > 5  # varied, and each prompt fits many clips, not one

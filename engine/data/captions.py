@@ -112,6 +112,46 @@ def make_caption(tags: dict, rng: np.random.Generator) -> str:
     return " ".join(sentences)
 
 
+SHORT_ASPECTS = ("style", "lead", "tempo_bucket", "mode", "mood")
+
+
+def make_short_prompt(tags: dict, rng: np.random.Generator) -> tuple[str, dict]:
+    """A short prompt naming one to three of the clip's aspects, as users type them ("slow music featuring a flute"),
+    and the aspects it names ({aspect: value}, values as in the tags; "lead" is the lead instrument's name). Every
+    clip sharing those values fits the prompt just as well; ``engine.train.mulan_text`` uses that."""
+    def pick(seq):
+        return seq[int(rng.integers(len(seq)))]
+
+    k = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
+    named = {str(a): None for a in rng.permutation(SHORT_ASPECTS)[:k]}
+    lead = INSTRUMENTS[tags["programs"]["lead"]]
+    front, back = [], []
+    if "tempo_bucket" in named:
+        front.append(pick(TEMPO_WORDS[tags["tempo_bucket"]]))
+        named["tempo_bucket"] = tags["tempo_bucket"]
+    if "mood" in named:
+        front.append(pick(MOODS[tags["mood"]].words))
+        named["mood"] = tags["mood"]
+    noun = pick(("music", "piece", "track", "tune"))
+    if "style" in named:
+        noun = pick(STYLES[tags["style"]].caption)
+        named["style"] = tags["style"]
+    if "lead" in named:
+        ins = pick((lead.name,) * 2 + lead.aliases)
+        back.append(pick([f"featuring {_a(ins)} on the melody", f"led by {_a(ins)}", f"with {_a(ins)} carrying the tune"]))
+        named["lead"] = lead.name
+    if "mode" in named:
+        back.append(pick([f"in {_a(tags['mode'])} key", f"in a {tags['mode']} key"]))
+        named["mode"] = tags["mode"]
+    text = ", ".join(front) + (" " if front else "") + noun
+    return _cap(" ".join([text, *back])) + ("." if rng.random() < 0.5 else ""), named
+
+
+def short_prompt_fits(named: dict, tags: dict) -> bool:
+    """Whether a clip with ``tags`` has every aspect ``named`` by a short prompt."""
+    return all((INSTRUMENTS[tags["programs"]["lead"]].name if a == "lead" else tags[a]) == v for a, v in named.items())
+
+
 # ------------------------------------------------------------------------------------------------- parsing
 def _vocabulary() -> list[tuple[str, str, str]]:
     vocab = []

@@ -37,7 +37,8 @@ class MuLanConfig:
     text_hidden: int = 512
     token_levels: int = 12
     token_size: int = 1024
-    version: str = "dev"
+    version: str = "dev"  # names the token space (audio tower + RVQ): stages trained on its tokens check it
+    text_version: str = ""  # set when only the text projection was retrained (engine.train.mulan_text)
 
     @classmethod
     def from_dict(cls, d: dict) -> "MuLanConfig":

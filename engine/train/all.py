@@ -1,7 +1,8 @@
 """Rebuild every shipped model from nothing: ``python -m engine.train.all --runs runs --hours 10``.
 
-corpus -> codec -> MuLan -> semantic tokenizer -> tokens -> semantic / coarse / fine stages -> evaluation report
-(which exports the ONNX graphs on first use), each step a call of that model's own entry point. Every step is cached and resumable: the corpus build resumes from its parts (and skips
+corpus -> codec -> MuLan -> MuLan text projection -> semantic tokenizer -> tokens -> codec decoder (iSTFT, on the
+frozen codes) -> semantic / coarse / fine stages -> evaluation report (which exports the ONNX graphs on first use),
+each step a call of that model's own entry point. Every step is cached and resumable: the corpus build resumes from its parts (and skips
 finished ones), each trainer from its ``last.pt``, tokenisation skips files it has made. Budgets are wall-clock
 minutes per call (the defaults add up to 5 h of training; this command has not yet been run in one go);
 calling again after an interruption continues each trainer for another budget. On GPUs raise them or launch
@@ -15,6 +16,8 @@ import sys
 from pathlib import Path
 
 from . import codec as train_codec
+from . import codec_decoder as train_codec_decoder
+from . import mulan_text as train_mulan_text
 from . import mulan as train_mulan
 from . import semantic as train_semantic
 from . import stage as train_stage
@@ -29,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--codec-minutes", type=float, default=90)
+    ap.add_argument("--decoder-minutes", type=float, default=110)
     ap.add_argument("--mulan-minutes", type=float, default=40)
     ap.add_argument("--report", type=Path, default=Path("docs/eval"), help="where the evaluation report goes")
     ap.add_argument("--stage-minutes", type=float, nargs=3, default=[40, 90, 40], metavar=("SEM", "COARSE", "FINE"))
@@ -52,6 +56,10 @@ def main(argv=None) -> int:
                                              "--minutes", str(a.mulan_minutes)]),
                            train_mulan.main(["--out", str(a.runs / "mulan"), "--ship",
                                              "--assets", str(a.assets / "mulan")])))
+    step("mulan text", lambda: train_mulan_text.main(["--data", str(corpus), "--features", str(a.runs / "mulan"),
+                                                      "--init", str(a.assets / "mulan"), "--out",
+                                                      str(a.runs / "mulan_text"), "--ship", "--assets",
+                                                      str(a.assets / "mulan")]))
     step("semantic tokenizer", lambda: (
         train_semantic.main(["--data", str(corpus), "--features", str(a.runs / "mulan"), "--out", str(a.runs / "semantic")]),
         train_semantic.main(["--out", str(a.runs / "semantic"), "--ship", "--assets", str(a.assets / "semantic")])))
@@ -59,6 +67,11 @@ def main(argv=None) -> int:
                                           "--out", str(a.runs / "tokens"), "--codec", str(a.assets / "codec"),
                                           "--mulan", str(a.assets / "mulan"), "--semantic", str(a.assets / "semantic"),
                                           "--track-voice", "100"]))
+    step("codec decoder", lambda: (  # frame-rate iSTFT decoder on the frozen codes the stages will learn
+        train_codec_decoder.main(["--data", str(corpus), "--tokens", str(a.runs / "tokens"), "--init",
+                                  str(a.assets / "codec"), "--out", str(a.runs / "codec_istft"), "--minutes",
+                                  str(a.decoder_minutes), "--final-lr", "1e-4"]),
+        train_codec.main(["--ship", str(a.runs / "codec_istft" / "best"), "--assets", str(a.assets / "codec")])))
     for name, minutes in zip(("semantic", "coarse", "fine"), a.stage_minutes):
         common = [name, "--tokens", str(a.runs / "tokens"), "--out", str(a.runs / "stages"), "--assets", str(a.assets)]
         step(f"{name} stage", lambda c=common, m=minutes: (train_stage.main(c + ["--minutes", str(m)]),
