@@ -27,6 +27,7 @@ from tqdm import tqdm
 from ..codec.model import Codec, CodecConfig
 from ..data.dataset import open_dataset
 from ..eval.metrics import log_mel, mel_distance
+from .publish import save_best
 from .distributed import setup
 
 LOSS_SCALES = ((128, 16), (256, 32), (512, 64), (1024, 80), (2048, 128))
@@ -145,11 +146,7 @@ def train(a: argparse.Namespace) -> dict:
             tqdm.write(json.dumps(m))
             if m["mel_8"] < best:
                 best = m["mel_8"]
-                tmp = out / "best.tmp"
-                model.save(tmp)
-                (tmp / "metrics.json").write_text(json.dumps(m, indent=1))
-                shutil.rmtree(out / "best", ignore_errors=True)
-                tmp.rename(out / "best")
+                save_best(model, out, m)
         if rank == 0 and (step % a.ckpt_every == 0 or last):
             tmp = out / "last.tmp"
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,

@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..codec.model import Codec, make_decoder
+from ..codec.model import Codec
 from ..data.dataset import CorpusDataset
 from .codec import codec_loss, evaluate
+from .publish import save_best
 
 
 class CodeWindows:
@@ -59,15 +59,6 @@ class CodeWindows:
             a = self.audio[i][max(0, lo): lo + frames * self.hop].astype(np.float32) / 32767
             audio[b, max(0, -lo): max(0, -lo) + len(a)] = a
         return codes, torch.from_numpy(audio)
-
-
-def _save_best(codec: Codec, out: Path, metrics: dict) -> None:
-    tmp = out / "best.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    codec.save(tmp)
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    shutil.rmtree(out / "best", ignore_errors=True)
-    tmp.rename(out / "best")
 
 
 def train(a: argparse.Namespace) -> dict:
@@ -135,7 +126,7 @@ def train(a: argparse.Namespace) -> dict:
             if m["mel_8"] < best:
                 best = m["mel_8"]
                 codec.cfg.decoder_version = f"{a.decoder}-s{step}"
-                _save_best(codec, out, m)
+                save_best(codec, out, m)
         if step % a.ckpt_every == 0 or last:
             tmp = out / "last.tmp"
             torch.save({"decoder": dec.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,

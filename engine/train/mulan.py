@@ -33,6 +33,7 @@ from ..kmeans import ResidualKMeans
 from ..mulan import evaluate
 from ..mulan.model import MuLan, MuLanConfig
 from ..mulan.text import encode_sentences
+from .publish import save_best
 from .distributed import average_gradients, setup
 
 CROP = 200  # frames (8 s) per training example
@@ -172,12 +173,7 @@ def finish(a: argparse.Namespace) -> dict:
     m["train_steps"] = ck["step"]
     model.cfg.version = f"{a.version}-s{ck['step']}"  # the stages record it: new tokens, new version
     m["valid_history"] = ck["history"][-3:]
-    tmp = out / "best.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    (tmp / "metrics.json").write_text(json.dumps(m, indent=1))
-    shutil.rmtree(out / "best", ignore_errors=True)
-    tmp.rename(out / "best")
+    save_best(model, out, m)
     print(json.dumps(m, indent=1))
     return m
 

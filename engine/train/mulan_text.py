@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 import zlib
@@ -35,6 +34,7 @@ from ..data.captions import make_short_prompt, short_prompt_fits
 from ..mulan import MuLan, evaluate
 from ..mulan.text import encode_sentences
 from .mulan import _selection, build_features, embed_split, ship
+from .publish import save_best
 
 
 def short_prompts(feats: dict, per_clip: int, out: Path) -> dict:
@@ -135,12 +135,7 @@ def finish(a: argparse.Namespace, model: MuLan, history: list) -> dict:
     m["text_train_steps"] = best_step
     m["valid_history"] = history[-3:]
     model.cfg.text_version = f"short-prompts-s{best_step}" if best_step else model.cfg.text_version
-    tmp = out / "best.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    (tmp / "metrics.json").write_text(json.dumps(m, indent=1))
-    shutil.rmtree(out / "best", ignore_errors=True)
-    tmp.rename(out / "best")
+    save_best(model, out, m)
     print(json.dumps(m, indent=1))
     return m
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..lm.model import StageLM, masked_loss
 from ..lm.stages import default_config, make_batch
 from .tokenize import load
+from .publish import save_best
 from .distributed import average_gradients, setup
 
 
@@ -146,12 +147,7 @@ def main(argv=None) -> int:
             tqdm.write(json.dumps(m))
             if m["valid_loss"] < best:
                 best = m["valid_loss"]
-                tmp = out / "best.tmp"
-                shutil.rmtree(tmp, ignore_errors=True)
-                model.save(tmp)
-                (tmp / "metrics.json").write_text(json.dumps({**m, "params": model.n_params()}, indent=1))
-                shutil.rmtree(out / "best", ignore_errors=True)
-                tmp.rename(out / "best")
+                save_best(model, out, {**m, "params": model.n_params()})
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                         "history": history, "config": dataclasses.asdict(cfg), "trained_s": trained_s}, out / "last.tmp")
             os.replace(out / "last.tmp", ckpt)
