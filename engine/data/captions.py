@@ -147,9 +147,14 @@ def make_short_prompt(tags: dict, rng: np.random.Generator) -> tuple[str, dict]:
     return _cap(" ".join([text, *back])) + ("." if rng.random() < 0.5 else ""), named
 
 
+def aspect_value(tags: dict, aspect: str) -> str:
+    """A clip's value of one of ``SHORT_ASPECTS`` ("lead": the lead instrument's name)."""
+    return INSTRUMENTS[tags["programs"]["lead"]].name if aspect == "lead" else tags[aspect]
+
+
 def short_prompt_fits(named: dict, tags: dict) -> bool:
     """Whether a clip with ``tags`` has every aspect ``named`` by a short prompt."""
-    return all((INSTRUMENTS[tags["programs"]["lead"]].name if a == "lead" else tags[a]) == v for a, v in named.items())
+    return all(aspect_value(tags, a) == v for a, v in named.items())
 
 
 # ------------------------------------------------------------------------------------------------- parsing

@@ -27,8 +27,8 @@ from tqdm import tqdm
 from ..codec.model import Codec, CodecConfig
 from ..data.dataset import open_dataset
 from ..eval.metrics import log_mel, mel_distance
-from .publish import save_best
 from .distributed import setup
+from .publish import save_best
 
 LOSS_SCALES = ((128, 16), (256, 32), (512, 64), (1024, 80), (2048, 128))
 

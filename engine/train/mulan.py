@@ -33,8 +33,8 @@ from ..kmeans import ResidualKMeans
 from ..mulan import evaluate
 from ..mulan.model import MuLan, MuLanConfig
 from ..mulan.text import encode_sentences
-from .publish import save_best
 from .distributed import average_gradients, setup
+from .publish import save_best
 
 CROP = 200  # frames (8 s) per training example
 

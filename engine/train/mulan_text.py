@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.captions import make_short_prompt, short_prompt_fits
+from ..data.captions import SHORT_ASPECTS, aspect_value, make_short_prompt
 from ..mulan import MuLan, evaluate
 from ..mulan.text import encode_sentences
 from .mulan import _selection, build_features, embed_split, ship
@@ -74,7 +74,7 @@ def train(a: argparse.Namespace) -> dict:
     feats = {s: build_features(a.data, s, Path(a.features), 3 if s == "train" else 0) for s in ("train", "valid")}
     audio = {s: embed_split(model, f)[0].clone() for s, f in feats.items()}  # frozen tower: embed once
     short = short_prompts(feats["train"], a.per_clip, Path(a.features))
-    tags = feats["train"]["tags"]
+    values = {a: np.array([aspect_value(t, a) for t in feats["train"]["tags"]]) for a in SHORT_ASPECTS}
     text = feats["train"]["text"]
     N, C = text.shape[:2]
     scale = float(model.log_temp.exp().clamp(max=100))
@@ -97,7 +97,12 @@ def train(a: argparse.Namespace) -> dict:
         j = torch.randint(0, a.per_clip, (len(idx),), generator=g)
         sp = proj(short["text"][idx, j].float())
         named = [short["named"][int(i)][int(k)] for i, k in zip(idx, j)]
-        fits = torch.tensor([[short_prompt_fits(n, tags[int(c)]) for c in idx] for n in named], dtype=torch.float32)
+        ix = idx.numpy()
+        fits = np.ones((len(ix), len(ix)), dtype=bool)  # [prompt, clip]: the clip has what the prompt names
+        for r, n in enumerate(named):
+            for aspect, v in n.items():
+                fits[r] &= values[aspect][ix] == v
+        fits = torch.from_numpy(fits.astype(np.float32))
         target = fits / fits.sum(1, keepdim=True)
         part = -(target * F.log_softmax(sp @ au.t() * scale, dim=1)).sum(1).mean()
         loss = full + a.short_weight * part

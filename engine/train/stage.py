@@ -23,8 +23,8 @@ from tqdm import tqdm
 from ..lm.model import StageLM, masked_loss
 from ..lm.stages import default_config, make_batch
 from .tokenize import load
-from .publish import save_best
 from .distributed import average_gradients, setup
+from .publish import save_best
 
 
 def shipped_versions(assets: Path) -> dict:
