@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from engine.audio import AudioError, load_audio
-from engine.generate import SAMPLE_RATE, Cantus, GenerationError, Request, Segment, Settings
+from engine.generate import SAMPLE_RATE, Cantus, GenerationError, Request, Segment, Settings, prompt_bpm
 from engine.melody import MelodyError, melody_from_audio
 
 from .library import Clip, ClipLibrary
@@ -76,10 +76,11 @@ def hear(path: str | None) -> Heard | None:
     return Heard(str(path), track.tokens, track.midi)
 
 
-def settings_from_ui(duration, seed, temperature, top_k, guidance) -> Settings:
+def settings_from_ui(duration, seed, temperature, top_k, guidance, bpm=0) -> Settings:
+    """The Create tab's controls -> validated Settings; a tempo of 0 (or empty) means "as the prompt says"."""
     try:
         s = Settings(duration=float(duration), seed=int(seed), temperature=float(temperature), top_k=int(top_k),
-                     guidance=float(guidance))
+                     guidance=float(guidance), bpm=float(bpm) if bpm else None)
         return s.validate()
     except (TypeError, ValueError) as e:
         raise UserError(str(e)) from None
@@ -120,6 +121,8 @@ class Studio:
         try:
             for seg in segments:
                 self.engine.text_tokens(seg.prompt)
+                if settings.bpm is None:
+                    prompt_bpm(seg.prompt)  # "at 500 bpm" is refused here, not in the middle of the stream
         except GenerationError as e:
             raise UserError(str(e)) from None
         cont = None
@@ -163,6 +166,7 @@ def remix_values(clip: Clip) -> dict:
     s = clip.meta.get("settings", {})
     return {"prompt": clip.meta.get("prompt", ""), "duration": s.get("duration", 10), "seed": clip.meta.get("seed", 0),
             "temperature": s.get("temperature", 1.0), "top_k": s.get("top_k", 0), "guidance": s.get("guidance", 3.0),
+            "bpm": s.get("bpm") or 0,
             "story": [[seg["prompt"], seg["seconds"]] for seg in clip.meta.get("story") or []]}
 
 

@@ -11,8 +11,11 @@ smooth. Story mode: a list of (prompt, seconds); each window takes the prompt in
 A melody shorter than the music repeats. Each stage of each window draws from its own generator seeded from
 (seed, window, stage), so chunking and interleaving never change the result.
 
+Tempo: a BPM the prompt names ("at 96 bpm"), or ``Settings.bpm``, becomes the semantic stage's beat grid
+(``engine.lm.stages.beat_grid``) from the first new frame on.
+
 CLI: ``python -m engine.generate --prompt TEXT [--melody FILE] [--duration S] [--seed N] [--temperature T]
-[--top-k K] [--guidance G] [--continue FILE] --out OUT.wav``; bad input exits with status 2 and one line on stderr.
+[--top-k K] [--guidance G] [--bpm B] [--continue FILE] --out OUT.wav``; bad input exits with status 2 and one line on stderr.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ import torch
 
 from .audio import AudioError, load_audio, resample
 from .codec import Codec
+from .data.captions import parse_caption
+from .lm.stages import BEAT_VOCAB, beat_grid
 from .lm.model import StageLM
 from .lm.sampler import StageSampler
 from .lm.sampling import SamplingParams
@@ -41,11 +46,24 @@ SAMPLE_RATE = 24_000
 CODEC_RATE, SEMANTIC_RATE = 50, 25
 WINDOW_S, KEEP_S = 10.0, 5.0
 MAX_SECONDS = 300.0
+BPM_RANGE = (40, 240)  # beat-tracker range; the corpus spans 60-170
 STAGE_DEFAULTS = {"semantic": 1.0, "coarse": 0.95, "fine": 0.4}  # MusicLM's temperatures
 
 
 class GenerationError(ValueError):
     """Input the generator cannot use; the message is meant for the user."""
+
+
+def check_bpm(bpm, what: str) -> float:
+    if not isinstance(bpm, (int, float, np.number)) or not np.isfinite(bpm) or not BPM_RANGE[0] <= bpm <= BPM_RANGE[1]:
+        raise GenerationError(f"{what} must be between {BPM_RANGE[0]} and {BPM_RANGE[1]} BPM, got {bpm!r}")
+    return float(bpm)
+
+
+def prompt_bpm(prompt: str) -> float | None:
+    """The tempo a prompt names ("at 96 bpm", "120 beats per minute"), or None."""
+    bpm = parse_caption(prompt).get("tempo") if isinstance(prompt, str) else None
+    return None if bpm is None else check_bpm(bpm, f"the tempo in the prompt {prompt[:40]!r}")
 
 
 class Cancelled(Exception):
@@ -60,12 +78,15 @@ class Settings:
     top_k: int = 0  # semantic and coarse stages; 0 = off
     top_p: float = 1.0
     guidance: float = 3.0  # classifier-free guidance of the semantic and coarse stages; 1 = off
+    bpm: float | None = None  # tempo to follow; None: the BPM a prompt names ("at 96 bpm"), else the model's choice
 
     def validate(self) -> "Settings":
         if not isinstance(self.seed, (int, np.integer)) or not 0 <= int(self.seed) < 2 ** 63:
             raise GenerationError(f"the seed must be a whole number from 0 to 2^63 - 1, got {self.seed!r}")
         if not np.isfinite(self.duration) or not 0.5 <= self.duration <= MAX_SECONDS:
             raise GenerationError(f"the duration must be between 0.5 s and {MAX_SECONDS:.0f} s, got {self.duration}")
+        if self.bpm is not None:
+            check_bpm(self.bpm, "the tempo")
         try:
             for name in STAGE_DEFAULTS:
                 self.params(name).validate(name)
@@ -106,7 +127,7 @@ class Cantus:
                                    f"{versions}: retrain it (python -m engine.train.stage {name})")
         assert stages["semantic"].cfg.vocab == semantic.cardinality == stages["coarse"].cfg.cond_vocabs[0]
         assert stages["coarse"].cfg.vocab == stages["fine"].cfg.vocab == codec.cfg.codebook_size
-        assert stages["semantic"].cfg.cond_vocabs == (MELODY_VOCAB,)
+        assert stages["semantic"].cfg.cond_vocabs[:2] in ((MELODY_VOCAB,), (MELODY_VOCAB, BEAT_VOCAB))
         self.versions = {**versions, "stages": {n: s.cfg.d_model for n, s in stages.items()}}
         self.text_cache: dict[str, torch.Tensor] = {}
 
@@ -172,25 +193,26 @@ class Cantus:
     # ------------------------------------------------------------------------------------------ codes
     @torch.inference_mode()
     def code_stream(self, req: Request, progress: Callable[[float, str], None] | None = None,
-                    cancel: Callable[[], bool] | None = None, chunk_frames: int = 50) -> Iterator[torch.Tensor]:
-        """Yields codes [8, n] of consecutive new frames (50 Hz), chunk by chunk."""
+                    cancel: Callable[[], bool] | None = None, chunk_frames: int = 50,
+                    extra_frames: int = 0) -> Iterator[torch.Tensor]:
+        """Yields codes [8, n] of consecutive new frames (50 Hz), chunk by chunk (``extra_frames`` beyond the
+        duration: the decoder's delay, when continuing)."""
         s = req.settings.validate()
         if not req.segments:
             raise GenerationError("give a prompt (or a story: a list of prompts with seconds)")
         bounds = np.cumsum([seg.seconds for seg in req.segments])
         prompts = [self.text_tokens(seg.prompt) for seg in req.segments]
+        bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt) for seg in req.segments]
         null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)
-        total = int(round(min(s.duration, bounds[-1]) * CODEC_RATE / 2)) * 2  # even: two codec frames per id
+        total = int(round(min(s.duration, bounds[-1]) * CODEC_RATE / 2)) * 2 + extra_frames
+        total += total % 2  # even: two codec frames per semantic id
         melody = None
         if req.melody is not None and len(req.melody):
             melody = torch.as_tensor(np.resize(np.asarray(req.melody, dtype=np.int64), total // 2 + 1))
         ctx_codes = torch.zeros(8, 0, dtype=torch.long)
         ctx_sem = torch.zeros(0, dtype=torch.long)
         if req.continuation is not None:
-            a = torch.from_numpy(np.asarray(req.continuation, dtype=np.float32))[None]
-            keep = int(KEEP_S * SAMPLE_RATE)
-            a = a[:, -keep:]
-            a = a[:, : a.shape[-1] // 1920 * 1920]  # whole semantic frames (2 codec frames)
+            a = _context_audio(req.continuation)
             if a.shape[-1]:
                 ctx_codes = self.codec.encode(a)[0, :, : a.shape[-1] // 480]
                 ctx_sem = self.semantic.encode(a)[0, : ctx_codes.shape[-1] // 2]
@@ -201,18 +223,24 @@ class Cantus:
             n_new = min(win - n_ctx, total - produced)
             W = n_ctx + n_new
             t_new = produced / CODEC_RATE  # seconds into the piece where this window's new audio starts
-            prefix = prompts[min(int(np.searchsorted(bounds, t_new, side="right")), len(prompts) - 1)]
+            seg_i = min(int(np.searchsorted(bounds, t_new, side="right")), len(prompts) - 1)
+            prefix = prompts[seg_i]
             gens = [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + k) for k in range(3)]
             guided = s.guidance != 1.0
             pre = torch.stack([prefix, null]) if guided else prefix[None]
-            # stage 1: semantic ids for the window (melody aligned by absolute time)
+            # stage 1: semantic ids for the window (melody and beat grid aligned by absolute time; both start with
+            # the new audio: a continuation's context has neither)
             st1 = self.stages["semantic"]
-            mel = torch.full((1, 1, W // 2), MELODY_VOCAB)
-            if melody is not None:  # the melody starts with the new audio; a continuation's context has none
-                first = (produced - n_ctx) // 2  # melody frame of the window's first frame
-                j0 = max(0, -first)
-                mel[0, 0, j0:] = melody[first + j0:first + W // 2][: W // 2 - j0]
-            cond1 = torch.cat([mel, torch.full_like(mel, MELODY_VOCAB)]) if guided else mel
+            first = (produced - n_ctx) // 2  # piece frame (25 Hz) of the window's first frame
+            j0 = max(0, -first)
+            absent = torch.tensor(st1.cfg.cond_vocabs)[None, :, None]
+            cond1 = absent.expand(1, -1, W // 2).clone()
+            if melody is not None:
+                cond1[0, 0, j0:] = melody[first + j0:first + W // 2][: W // 2 - j0]
+            if len(st1.cfg.cond_vocabs) > 1 and bpms[seg_i] is not None:
+                cond1[0, 1, j0:] = beat_grid(bpms[seg_i], W // 2 - j0, first + j0)
+            if guided:
+                cond1 = torch.cat([cond1, _uncond(st1, cond1)])
             sem = StageSampler(st1, pre, cond1, W // 2, s.params("semantic"), gens[0], ctx_sem[None])
             while not sem.done:
                 _check(cancel)
@@ -221,7 +249,9 @@ class Cantus:
                     progress((produced + n_new * 0.2 * sem.s / sem.S) / total, "semantic tokens")
             sem_ids = sem.codes()[0]  # [W // 2]
             # stages 2 and 3 interleaved: fine step s needs coarse frames up to s + 2
-            cond2 = sem_ids[None, None].expand(pre.shape[0], -1, -1)
+            cond2 = sem_ids[None, None]
+            if guided:
+                cond2 = torch.cat([cond2, _uncond(self.stages["coarse"], cond2)])
             coarse = StageSampler(self.stages["coarse"], pre, cond2, W, s.params("coarse"), gens[1], ctx_codes[:4])
             fine_cond = torch.full((1, 4, W), self.codec.cfg.codebook_size, dtype=torch.long)
             fine_cond[0, :, :n_ctx] = ctx_codes[:4]
@@ -254,32 +284,45 @@ class Cantus:
     def generate_stream(self, req: Request, progress=None, cancel=None, chunk_seconds: float = 1.0) -> Iterator[np.ndarray]:
         """Yields float32 mono 24 kHz chunks of at most ``chunk_seconds`` (>= 0.02 s) as they are decoded."""
         chunk = max(1, int(chunk_seconds * CODEC_RATE))
-        state = None
-        if req.continuation is not None:  # warm the decoder on the context so the first chunk joins seamlessly
-            state = self._warm_state(req.continuation)
-        for codes in self.code_stream(req, progress, cancel, chunk_frames=chunk):
-            audio, state = self.decoder.decode_step(codes[None], state)
-            yield np.asarray(audio[0], dtype=np.float32)
+        yield from self.decode_stream(self.code_stream(req, progress, cancel, chunk, self._lead(req)), req)
 
     def generate(self, req: Request, progress=None, cancel=None) -> np.ndarray:
         """The whole clip: the same codes as the stream, decoded in one call (float32 mono 24 kHz)."""
-        codes = torch.cat(list(self.code_stream(req, progress, cancel, chunk_frames=10 ** 9)), -1)
-        state = self._warm_state(req.continuation) if req.continuation is not None else None
-        audio, _ = self.decoder.decode_step(codes[None], state)
-        return np.asarray(audio[0], dtype=np.float32)
+        codes = torch.cat(list(self.code_stream(req, progress, cancel, 10 ** 9, self._lead(req))), -1)
+        return np.concatenate(list(self.decode_stream(iter([codes]), req)))
 
-    def _context_codes(self, audio: np.ndarray) -> torch.Tensor:
-        a = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None]
-        a = a[:, -int(KEEP_S * SAMPLE_RATE):]
-        a = a[:, : a.shape[-1] // 1920 * 1920]
-        return self.codec.encode(a)[0, :, : a.shape[-1] // 480] if a.shape[-1] else torch.zeros(8, 0, dtype=torch.long)
+    def _lead(self, req: Request) -> int:
+        """Frames to generate beyond the duration when continuing: they cover the decoder's delay."""
+        return -(-self.codec.delay // 480) if req.continuation is not None else 0
 
-    def _warm_state(self, audio: np.ndarray):
-        ctx = self._context_codes(audio)
-        if not ctx.shape[-1]:
-            return None
-        _, state = self.decoder.decode_step(ctx[None], None)
-        return state
+    def decode_stream(self, codes: Iterator[torch.Tensor], req: Request) -> Iterator[np.ndarray]:
+        """Codes of new frames -> audio chunks. A continuation warms the decoder up on its context, which ends
+        exactly where the user's clip ends; the decoder's output lags its codes by ``codec.delay`` samples (60 ms),
+        whose first part is the context's own end: it is dropped, and the extra frames ``_lead`` asked for fill the
+        length, so the original followed by the extension joins without repeating a note onset."""
+        state, skip, left = None, 0, None
+        if req.continuation is not None:
+            ctx = _context_audio(req.continuation)
+            if ctx.shape[-1]:
+                _, state = self.decoder.decode_step(self.codec.encode(ctx)[:, :, : ctx.shape[-1] // 480], None)
+                skip = self.codec.delay
+            left = int(round(min(req.settings.duration, sum(s.seconds for s in req.segments)) * CODEC_RATE / 2)) * 960
+        for c in codes:
+            audio, state = self.decoder.decode_step(c[None], state)
+            audio = np.asarray(audio[0], dtype=np.float32)
+            cut = min(skip, len(audio))
+            audio, skip = audio[cut:], skip - cut
+            if left is not None:
+                audio, left = audio[:left], left - min(left, len(audio))
+            if len(audio):
+                yield audio
+
+
+def _context_audio(audio: np.ndarray) -> torch.Tensor:
+    """The last KEEP_S seconds of a clip to continue, [1, T], T whole semantic frames (1,920 samples) counted back
+    from the clip's end, so the continuation starts exactly where the clip stops."""
+    a = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None, -int(KEEP_S * SAMPLE_RATE):]
+    return a[:, a.shape[-1] % 1920:]
 
 
 class _OnnxDecoder:
@@ -291,6 +334,14 @@ class _OnnxDecoder:
     def decode_step(self, codes: torch.Tensor, state=None):
         audio, state = self.onnx.decode_step(codes.numpy().astype(np.int64), state)
         return torch.from_numpy(np.asarray(audio)), state
+
+
+def _uncond(stage, cond: torch.Tensor) -> torch.Tensor:
+    """The unconditional branch's aligned streams: 'absent' when the stage was trained that way (cond_dropout),
+    else the same streams (guidance then acts on the prefix alone)."""
+    if not stage.cfg.cond_dropout:
+        return cond
+    return torch.tensor(stage.cfg.cond_vocabs)[None, :, None].expand_as(cond).clone()
 
 
 def _check(cancel) -> None:
@@ -335,13 +386,14 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=0)
     ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--bpm", type=float, default=None, help="tempo to follow (default: a BPM the prompt names)")
     ap.add_argument("--continue", dest="cont", help="an audio clip to continue")
     ap.add_argument("--assets", default="assets")
     ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     try:
-        settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance).validate()
+        settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance, a.bpm).validate()
         req = build_request(a.prompt, settings, a.melody, a.cont)
         model = Cantus.load(a.assets, a.backend)
         for seg in req.segments:

@@ -68,6 +68,20 @@ def test_long_form_story_and_continuation(cantus):
     assert not np.array_equal(with_melody, cantus.generate(_req(2.0)))
 
 
+def test_a_tempo_from_the_prompt_or_the_settings_conducts_the_semantic_stage(cantus):
+    def gen(prompt, bpm=None):
+        return cantus.generate(Request([Segment(prompt, 2.0)], Settings(duration=2.0, seed=3, bpm=bpm)))
+    named = gen("calm piano ballad at 100 bpm")
+    assert np.array_equal(named, gen("calm piano ballad at 100 bpm", bpm=100.0)), "the prompt's BPM is the grid"
+    assert not np.array_equal(named, gen("calm piano ballad at 100 bpm", bpm=140.0)), "the setting overrides it"
+    story = Request([Segment("folk at 80 bpm", 6.0), Segment("folk at 160 bpm", 6.0)], Settings(duration=12.0))
+    assert cantus.generate(story).shape == (12 * 24_000,)
+    with pytest.raises(GenerationError, match="BPM"):
+        gen("a march at 900 bpm")
+    with pytest.raises(GenerationError, match="BPM"):
+        Settings(bpm=10).validate()
+
+
 def test_bad_requests_get_clear_errors(cantus):
     with pytest.raises(GenerationError, match="empty"):
         cantus.generate(Request([Segment("   ", 2.0)], Settings(duration=2.0)))
@@ -103,7 +117,8 @@ def test_cli_writes_a_wav_and_rejects_bad_input_with_one_line(tiny_assets, tmp_p
     assert sr == 24_000 and len(audio) == 48_000
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    for args in (["--prompt", ""], ["--prompt", "x", "--melody", str(bad)], ["--prompt", "x", "--duration", "-3"]):
+    for args in (["--prompt", ""], ["--prompt", "x", "--melody", str(bad)], ["--prompt", "x", "--duration", "-3"],
+                 ["--prompt", "x", "--bpm", "0"]):
         r = subprocess.run([sys.executable, "-m", "engine.generate", *args, "--assets", str(tiny_assets),
                             "--out", str(tmp_path / "y.wav")], capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error:"), r.stderr

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine.generate import Cantus, Request, Segment, Settings
 
@@ -43,6 +44,31 @@ def test_the_shipped_generator_streams_real_audio(cantus):
     assert len(chunks) == 3 and audio.shape == (72_000,)
     rms = float(np.sqrt(np.mean(audio ** 2)))
     assert 0.005 < rms < 0.5 and np.abs(audio).max() <= 1.5, "audible, not silent, not blown up"
+
+
+def _envelope_db(x: np.ndarray, hop: int = 120) -> np.ndarray:
+    n = len(x) // hop
+    return 10 * np.log10(np.mean(x[: n * hop].reshape(n, hop) ** 2, 1) + 1e-8)
+
+
+def test_an_extension_starts_where_the_clip_ends(cantus, tiny_corpus):
+    """'Extend' must not replay the end of the clip it continues: fed the true codes of what follows, the
+    continuation decoder gives back the following audio at lag 0 (it lagged by 100 ms on 3 test clips: the context was
+    cut to whole frames at its end, and the decoder's 60 ms delay re-rendered the context's last notes)."""
+    from engine.data.dataset import CorpusDataset
+    from engine.generate import _context_audio
+    a = CorpusDataset(tiny_corpus, "train")[0].audio
+    t = 24_000 * 4 + 700  # not a whole number of frames
+    L = _context_audio(a[:t]).shape[-1]
+    codes = cantus.codec.encode(torch.from_numpy(a[t - L: t + 48_000])[None])[:, :, L // 480:]
+    req = Request([Segment("x", 2.0)], Settings(duration=2.0), continuation=a[:t])
+    out = np.concatenate(list(cantus.decode_stream(iter([codes[0]]), req)))
+    ref = a[t: t + len(out)]
+    e_out, e_ref = _envelope_db(out), _envelope_db(ref)
+    lags = range(-30, 31)  # 5 ms steps: +-150 ms
+    score = [np.corrcoef(e_out[30 + k: len(e_out) - 30 + k], e_ref[30: len(e_ref) - 30])[0, 1] for k in lags]
+    assert abs(list(lags)[int(np.argmax(score))]) <= 2, f"the extension is shifted by {list(lags)[int(np.argmax(score))] * 5} ms"
+    assert max(score) > 0.4, "the decoded continuation should resemble what follows"
 
 
 def test_int8_step_graph_predicts_real_music_as_well_as_fp32(cantus, tiny_corpus, tmp_path):

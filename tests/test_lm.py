@@ -8,7 +8,7 @@ from engine.lm import patterns
 from engine.lm.model import StageLM, masked_loss, shift_right
 from engine.lm.sampler import StageSampler
 from engine.lm.sampling import SamplingParams, guide, sample
-from engine.lm.stages import default_config, make_batch, noisy_melody
+from engine.lm.stages import BEAT_VOCAB, beat_grid, default_config, make_batch, noisy_melody
 
 
 @pytest.mark.parametrize("K,T", [(1, 7), (4, 1), (4, 13)])
@@ -119,19 +119,65 @@ def test_sampling_draws_follow_the_softmax():
     assert freq[2] == 0, "a zero-probability code is never drawn"
 
 
+def _tokens(N=64):
+    return {"semantic": torch.randint(0, 16, (N, 250)), "melody": torch.randint(0, 13, (N, 250)),
+            "mulan_audio": torch.randint(0, 8, (N, 12)), "mulan_text": torch.randint(0, 8, (N, 3, 12)),
+            "codec": torch.randint(0, 32, (N, 8, 500)), "tempo": torch.randint(60, 170, (N,)).float()}
+
+
 def test_training_batches_pad_late_starts_and_drop_conditioning():
     cfg = default_config("semantic", 16, mulan_size=8, d_model=32, n_layer=1, n_head=2)
     N = 64
-    tok = {"semantic": torch.randint(0, 16, (N, 250)), "melody": torch.randint(0, 13, (N, 250)),
-           "mulan_audio": torch.randint(0, 8, (N, 12)), "mulan_text": torch.randint(0, 8, (N, 3, 12)),
-           "codec": torch.randint(0, 32, (N, 8, 500))}
+    tok = _tokens(N)
     b = make_batch(cfg, tok, torch.arange(N), torch.Generator().manual_seed(0))
     assert b["targets"].shape == (N, 1, 250) and torch.equal(b["inputs"][..., 1:], b["targets"][..., :-1])
     assert (b["prefix"] == 8).all(1).any(), "some prefixes are null (guidance)"
-    assert (b["cond"] == 13).all(-1).any(), "some melodies are absent (text only)"
+    assert (b["cond"][:, 0] == 13).all(-1).any(), "some melodies are absent (text only)"
+    assert (b["cond"][:, 1] == BEAT_VOCAB).all(-1).any(), "some beat grids are absent (no BPM asked)"
     assert (b["targets"][:, 0, -1] == 16).any(), "late starts pad the tail"
     clean = make_batch(cfg, tok, torch.arange(N), torch.Generator().manual_seed(0), train=False)
     assert torch.equal(clean["targets"][:, 0], tok["semantic"])
+    for i in range(N):  # the beat grid moves with a late start: it stays on the clip's beats
+        late = int((b["targets"][i, 0] == 16).sum())
+        if late and (b["cond"][i, 1, 0] != BEAT_VOCAB):
+            want = beat_grid(float(tok["tempo"][i]), 250 - late, late)
+            assert torch.equal(b["cond"][i, 1, : 250 - late], want)
+
+
+def test_beat_grid_is_a_steady_quarter_beat_phase():
+    g = beat_grid(120.0, 250)  # a beat every 12.5 frames at 25 Hz
+    downbeats = torch.nonzero((g == 0) & (torch.roll(g, 1) == 3)).flatten()
+    assert g[0] == 0 and torch.allclose(torch.diff(downbeats).float().mean(), torch.tensor(12.5), atol=0.1)
+    assert set(g.tolist()) == {0, 1, 2, 3}
+    assert torch.equal(beat_grid(97.0, 40, 100), beat_grid(97.0, 140)[100:]), "a later window continues the grid"
+
+
+def test_guidance_training_drops_the_aligned_streams_with_the_prefix():
+    cfg = default_config("coarse", 16, codec_size=32, mulan_size=8, d_model=32, n_layer=1, n_head=2)
+    assert cfg.cond_dropout > 0
+    b = make_batch(cfg, _tokens(256), torch.arange(256), torch.Generator().manual_seed(1))
+    null = (b["prefix"] == 8).all(1)
+    gone = (b["cond"][:, 0] == 16).all(-1)
+    assert (null & gone).any(), "fully unconditional examples exist (guidance's second branch)"
+    assert not (gone & ~null).any(), "the semantic ids are only dropped with the text"
+    assert (null & ~gone).any()
+
+
+def test_fine_tuning_init_adds_a_stream_without_changing_the_model():
+    from engine.train.stage import init_from
+    old_cfg = default_config("semantic", 16, mulan_size=8, d_model=32, n_layer=2, n_head=2)
+    old_cfg.cond_vocabs = old_cfg.cond_vocabs[:1]  # a stage from before the beat grid
+    torch.manual_seed(0)
+    old = StageLM(old_cfg).eval()
+    new = _tiny("semantic")
+    init_from(new, old)
+    x = torch.randint(0, 16, (2, 1, 30))
+    prefix = torch.randint(0, 8, (2, 12))
+    mel = torch.randint(0, 13, (2, 1, 30))
+    with torch.inference_mode():
+        want = old(x, prefix, mel)
+        got = new(x, prefix, torch.cat([mel, beat_grid(100.0, 30).expand(2, 1, -1)], 1))
+    assert torch.allclose(want, got, atol=1e-6)
 
 
 def test_noisy_melody_stays_mostly_right():

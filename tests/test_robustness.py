@@ -90,7 +90,8 @@ def test_a_ten_minute_recording_is_refused_quickly(tmp_path):
 @pytest.mark.parametrize("kw,msg", [({"duration": 0}, "duration"), ({"duration": 1e9}, "duration"),
                                     ({"seed": -1}, "seed"), ({"temperature": 99}, "temperature"),
                                     ({"guidance": -2}, "guidance"), ({"top_k": -5}, "top-k"),
-                                    ({"duration": float("nan")}, "duration")])
+                                    ({"duration": float("nan")}, "duration"), ({"bpm": 500}, "BPM"),
+                                    ({"bpm": -20}, "BPM")])
 def test_extreme_settings_get_a_clear_message(kw, msg):
     args = {"duration": 10, "seed": 0, "temperature": 1.0, "top_k": 0, "guidance": 3.0, **kw}
     with pytest.raises(UserError, match=msg):

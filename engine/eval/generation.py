@@ -10,8 +10,9 @@
   of voiced hum frames where the generated audio's dominant pitch class (argmax of a 25 Hz chroma from the
   semitone bands) equals the hummed one, with the melody and with text alone (same prompt and seed); and
   MusicGen's chroma cosine of output vs hum (one-hot hum chroma, voiced frames).
-- Tempo: for prompts that name a BPM, the share of outputs whose librosa beat-tracker tempo is within 8% (octave
-  errors counted as misses).
+- Tempo: every test prompt names the clip's BPM (the short caption, plus ", at N bpm" when it names none); the
+  share of outputs whose librosa beat-tracker tempo is within 8% (octave errors counted as misses), and the same
+  for the real clips: the tracker's own ceiling on this music (0.6 on 40 test clips).
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def bench_generation(corpus: Path, n_clips: int, assets: str = "assets", seconds
     model.warm_up()
     ds = CorpusDataset(corpus, "test", load_voice=True)
     picks = list(range(0, len(ds), max(1, len(ds) // n_clips)))[:n_clips]
-    mcc_gen, mcc_real, hits_m, hits_t, cos_m, cos_t, tempo = [], [], [], [], [], [], []
+    mcc_gen, mcc_real, hits_m, hits_t, cos_m, cos_t, tempo, tempo_real = [], [], [], [], [], [], [], []
     for i in picks:
         ex = ds[i]
         caption = ex.captions[1]  # the short caption: the kind of prompt people type
@@ -105,9 +106,12 @@ def bench_generation(corpus: Path, n_clips: int, assets: str = "assets", seconds
         s = Settings(duration=seconds, seed=i)
         plain = model.generate(Request([Segment(caption, seconds)], s))
         mcc_gen.append(float(model.mulan.embed_audio(plain, 24_000) @ text))
-        m = re.search(r"(\d{2,3}) ?(?:bpm|beats per minute)", caption.lower())
-        if m:
-            tempo.append(_tempo_ok(plain, float(m.group(1))))
+        bpm = ex.tags["tempo"]
+        if re.search(r"(\d{2,3}) ?(?:bpm|beats per minute)", caption.lower()):
+            tempo.append(_tempo_ok(plain, bpm))
+        else:
+            tempo.append(_tempo_ok(model.generate(Request([Segment(f"{caption}, at {bpm} bpm", seconds)], s)), bpm))
+        tempo_real.append(_tempo_ok(ex.audio, bpm))
         if hum is not None:
             try:
                 with_m = model.generate(Request([Segment(caption, seconds)], s, melody=hum))
@@ -123,7 +127,7 @@ def bench_generation(corpus: Path, n_clips: int, assets: str = "assets", seconds
                melody_chroma_cos=float(np.nanmean(cos_m)) if cos_m else None,
                melody_chroma_cos_text_only=float(np.nanmean(cos_t)) if cos_t else None,
                melody_clips=len(hits_m), tempo_within_8pct=float(np.mean(tempo)) if tempo else None,
-               tempo_prompts=len(tempo))
+               tempo_within_8pct_real=float(np.mean(tempo_real)) if tempo_real else None, tempo_prompts=len(tempo))
     return res
 
 
@@ -142,5 +146,6 @@ def markdown(r: dict, machine: str, day: str) -> str:
         f"| MuLan cycle consistency, generated / real ({r['n_clips']} test prompts) | {f(r['mcc_generated'])} / {f(r['mcc_real'])} = {f(r['mcc_ratio'], '{:.2f}')} | ≥ 0.8 |",
         f"| dominant pitch class = hummed, with melody / text only ({r['melody_clips']} hums) | {f(r['melody_hit'])} / {f(r['melody_hit_text_only'])} | ≥ 0.45 and ≥ 3x |",
         f"| chroma cosine with the hum, with melody / text only | {f(r['melody_chroma_cos'])} / {f(r['melody_chroma_cos_text_only'])} | |",
-        f"| tempo within 8% of the prompt's BPM ({r['tempo_prompts']} prompts) | {f(r['tempo_within_8pct'])} | ≥ 0.7 |",
+        f"| tempo within 8% of the prompt's BPM ({r['tempo_prompts']} prompts), generated / real clips | "
+        f"{f(r['tempo_within_8pct'])} / {f(r.get('tempo_within_8pct_real'))} | ≥ 0.7 |",
     ]) + "\n"

@@ -41,6 +41,8 @@ class StageConfig:
     n_head: int = 4
     max_steps: int = 512  # output steps (prefix not included)
     dropout: float = 0.0
+    cond_dropout: float = 0.0  # share of null-prefix training examples whose aligned streams are 'absent' as well:
+    # > 0 means guidance's unconditional branch drops them too, so guidance also sharpens what they ask for
     version: str = "dev"
 
     @classmethod

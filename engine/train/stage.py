@@ -5,6 +5,10 @@ versions are recorded in the stage's config, and the generator refuses a stage t
 warm-up, progress bar, validation loss and per-codebook accuracy every ``--eval-every`` steps; resumable from
 ``OUT/<stage>/last.pt``; the best model by validation loss is kept in ``OUT/<stage>/best`` and ``--ship`` copies
 it into ``assets/stages`` when it beats the shipped one. Runs under ``torchrun`` (gradients all-reduced).
+
+``--init DIR`` starts from a trained stage of the same size (fine-tuning): its weights are loaded by name, and a
+conditioning stream the old stage did not have (the semantic stage's beat grid) starts as a zero embedding, so
+the fine-tuned model begins exactly where the old one was.
 """
 from __future__ import annotations
 
@@ -32,6 +36,21 @@ def shipped_versions(assets: Path) -> dict:
     for kind, file in (("codec", "codec/codec.json"), ("mulan", "mulan/mulan.json"), ("semantic", "semantic/semantic.json")):
         v[kind] = json.loads((assets / file).read_text())["version"]
     return v
+
+
+@torch.no_grad()
+def init_from(model: StageLM, old: StageLM) -> None:
+    """Copy ``old``'s weights into ``model`` (same sizes); streams ``old`` lacks get zero embeddings."""
+    if (old.cfg.d_model, old.cfg.n_layer, old.cfg.vocab) != (model.cfg.d_model, model.cfg.n_layer, model.cfg.vocab):
+        raise SystemExit(f"--init: the {old.cfg.name} stage there has another size; train from scratch instead")
+    state = old.state_dict()
+    for name, p in model.state_dict().items():
+        if name in state and state[name].shape == p.shape:
+            p.copy_(state[name])
+        elif name.startswith("cond."):
+            p.zero_()
+        else:
+            raise SystemExit(f"--init: {name} does not match the old stage ({tuple(p.shape)})")
 
 
 @torch.inference_mode()
@@ -72,6 +91,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--init", type=Path, default=None, help="start from the stage in this folder (fine-tuning)")
     ap.add_argument("--ship", action="store_true")
     a = ap.parse_args(argv)
     if a.threads:
@@ -102,6 +122,8 @@ def main(argv=None) -> int:
                          version=json.dumps(versions, sort_keys=True))
     torch.manual_seed(a.seed)
     model = StageLM(cfg)
+    if a.init is not None:
+        init_from(model, StageLM.load(a.init, a.stage))
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
     out.mkdir(parents=True, exist_ok=True)
     step, best, history, trained_s = 0, float("inf"), [], 0.0

@@ -5,7 +5,8 @@ re-tokenises only the codec codes:
 - ``codec-<split>-<version>.pt``: [N, 8, 500] RVQ codes of each 10 s clip (shipped codec);
 - ``semantic-<split>-<version>.pt``: [N, 250] semantic ids;
 - ``mulan-<split>-<version>.pt``: audio tokens [N, 12] and the text tokens of every caption [N, C, 12];
-- ``melody-<split>.pt``: [N, 250] melody tokens of the score's melody (``tokens_from_midi`` of the 25 Hz track);
+- ``melody-<split>.pt``: [N, 250] melody tokens of the score's melody (``tokens_from_midi`` of the 25 Hz track)
+  and each clip's tempo in BPM (the beat grid the semantic stage is conditioned on);
   with ``--track-voice``, also the tokens ``engine.melody`` tracks from the clip's voice-like rendition (hum /
   whistle / song): the function the app runs on a user's hum. Tracking costs ~8 s per 10 s clip on 2 busy cores
   (PESTO's convolutions, two passes), ~8 h for the corpus, so training uses the score tokens with the tracker's
@@ -77,8 +78,10 @@ def mulan_tokens(feats: dict, split: str, mulan: MuLan, out: Path) -> Path:
 def melody_tokens(data: str, split: str, out: Path, track_voice: int = 0) -> Path:
     """Score tokens for every clip; tracked-hum tokens for the first ``track_voice`` clips (-1 = all)."""
     path = out / f"melody-{split}.pt"
-    if path.exists() and torch.load(path, weights_only=False).get("n_tracked", 0) >= track_voice >= 0:
-        return path
+    if path.exists():
+        old = torch.load(path, weights_only=False)
+        if "tempo" in old and old.get("n_tracked", 0) >= track_voice >= 0:
+            return path
     ds = CorpusDataset(data, split, load_voice=True)
     truth = np.zeros((len(ds), N_FRAMES), dtype=np.int16)
     for i, r in enumerate(ds.records):
@@ -93,20 +96,22 @@ def melody_tokens(data: str, split: str, out: Path, track_voice: int = 0) -> Pat
             tracked[i, : len(t)] = t
         except MelodyError:
             failed += 1
-    _save({"ids": [r["id"] for r in ds.records], "tokens": torch.from_numpy(truth), "n_tracked": n,
+    tempo = torch.tensor([float(r["tags"]["tempo"]) for r in ds.records])
+    _save({"ids": [r["id"] for r in ds.records], "tokens": torch.from_numpy(truth), "tempo": tempo, "n_tracked": n,
            "tracked": torch.from_numpy(tracked), "failed": failed}, path)
     return path
 
 
 def load(out: Path, split: str, versions: dict, codec: bool = True) -> dict:
-    """-> {"ids", "codec" [N,8,500], "semantic" [N,250], "mulan_audio" [N,12], "mulan_text" [N,C,12], "melody" [N,250]}
+    """-> {"ids", "codec" [N,8,500], "semantic" [N,250], "mulan_audio" [N,12], "mulan_text" [N,C,12], "melody" [N,250],
+    "tempo" [N] BPM}
     (no "codec" when ``codec`` is False: the semantic stage does not need it)."""
     s = torch.load(out / f"semantic-{split}-{versions['semantic']}.pt", weights_only=False)
     m = torch.load(out / f"mulan-{split}-{versions['mulan']}.pt", weights_only=False)
     mel = torch.load(out / f"melody-{split}.pt", weights_only=False)
     assert s["ids"] == m["ids"] == mel["ids"], f"token files of {split} disagree on the clips"
     tok = {"ids": s["ids"], "semantic": s["tokens"].long(), "mulan_audio": m["audio"].long(),
-           "mulan_text": m["text"].long(), "melody": mel["tokens"].long()}
+           "mulan_text": m["text"].long(), "melody": mel["tokens"].long(), "tempo": mel["tempo"].float()}
     if codec:
         c = torch.load(out / f"codec-{split}-{versions['codec']}.pt", weights_only=False)
         assert c["ids"] == s["ids"], f"codec tokens of {split} are of other clips"
