@@ -33,3 +33,13 @@ def test_train_resume_and_ship(tiny_corpus, tmp_path, capsys):
     (out / "best" / "metrics.json").write_text(json.dumps(worse))
     train_codec.ship(out / "best", assets)  # not better: nothing replaced
     assert json.loads((assets / "metrics.json").read_text())["mel_8"] == worse["mel_8"] - 1.0
+
+
+def test_pitch_loss_charges_a_wrong_note_not_a_detuned_one():
+    from engine.train.codec import pitch_loss
+    t = torch.arange(24_000) / 24_000
+    tone = lambda f: 0.1 * torch.sin(2 * torch.pi * f * t)[None]  # noqa: E731
+    a4 = tone(440.0)
+    assert float(pitch_loss(a4, a4, 24_000)) == 0.0
+    semitone, detuned = float(pitch_loss(a4, tone(466.16), 24_000)), float(pitch_loss(a4, tone(441.0), 24_000))
+    assert semitone > 3 * detuned, (semitone, detuned)

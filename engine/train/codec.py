@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -47,6 +48,25 @@ def codec_loss(ref: torch.Tensor, est: torch.Tensor, sr: int) -> tuple[torch.Ten
         if n_fft == 2048:
             lin = (torch.log10(R.square() + 1e-5) - torch.log10(E.square() + 1e-5)).abs().mean()
     return mel + 0.5 * sc + 0.5 * lin, {"mel": float(mel.detach()), "sc": float(sc.detach()), "lin": float(lin.detach())}
+
+
+@functools.lru_cache(maxsize=None)
+def _semitone_fb(n_fft: int, sr: int, lo: int = 48, hi: int = 108) -> torch.Tensor:
+    """[n_fft // 2 + 1, hi - lo] triangular filters one semitone wide on each side (MIDI lo..hi-1)."""
+    f = np.fft.rfftfreq(n_fft, 1 / sr)
+    midi = 69 + 12 * np.log2(np.maximum(f, 1e-3) / 440)
+    w = np.maximum(0.0, 1 - np.abs(midi[:, None] - np.arange(lo, hi)[None]))
+    return torch.from_numpy((w / w.sum(0, keepdims=True)).astype(np.float32))
+
+
+def pitch_loss(ref: torch.Tensor, est: torch.Tensor, sr: int, n_fft: int = 4096) -> torch.Tensor:
+    """L1 of log energies in semitone bands C3-B7 (n_fft 4096: 5.9 Hz bins). The mel and linear terms weigh every
+    band or bin alike, so a note a semitone off costs them little; here it moves energy between two bands."""
+    win = torch.hann_window(n_fft, device=ref.device)
+    fb = _semitone_fb(n_fft, sr).to(ref.device)
+    R, E = (torch.stft(x, n_fft, n_fft // 4, window=win, return_complex=True).abs().square() for x in (ref, est))
+    R, E = (torch.einsum("bft,fm->bmt", x, fb) for x in (R, E))
+    return (torch.log10(R + 1e-5) - torch.log10(E + 1e-5)).abs().mean()
 
 
 class CropSampler:

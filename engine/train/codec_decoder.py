@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..codec.model import Codec
 from ..data.dataset import CorpusDataset
-from .codec import codec_loss, evaluate
+from .codec import codec_loss, evaluate, pitch_loss
 from .publish import save_best
 
 
@@ -108,6 +108,9 @@ def train(a: argparse.Namespace) -> dict:
             z = sum(codec.quantizer.levels[k].decode(codes[:, k]) * keep[:, k, :, None] for k in range(cfg.n_q))
         y = dec(z.permute(0, 2, 1))[:, 0]
         loss, parts = codec_loss(target[:, skip:], y[:, skip:], cfg.sample_rate)
+        if a.pitch_weight:
+            parts["pitch"] = pitch_loss(target[:, skip:], y[:, skip:], cfg.sample_rate)
+            loss = loss + a.pitch_weight * parts["pitch"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dec.parameters(), 1.0)
@@ -155,6 +158,7 @@ def main(argv=None) -> int:
     ap.add_argument("--final-lr", type=float, default=None, help="decay linearly to this by the end (--minutes)")
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--level-dropout", type=float, default=0.25)
+    ap.add_argument("--pitch-weight", type=float, default=0.0, help="weight of engine.train.codec.pitch_loss")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-clips", type=int, default=16)
     ap.add_argument("--ckpt-every", type=int, default=100)
