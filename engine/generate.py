@@ -33,10 +33,10 @@ import torch
 from .audio import AudioError, load_audio, resample
 from .codec import Codec
 from .data.captions import parse_caption
-from .lm.stages import BEAT_VOCAB, beat_grid
 from .lm.model import StageLM
 from .lm.sampler import StageSampler
 from .lm.sampling import SamplingParams
+from .lm.stages import BEAT_VOCAB, beat_grid
 from .melody import VOCAB as MELODY_VOCAB
 from .melody import MelodyError, melody_from_audio
 from .mulan import MuLan, PromptError
