@@ -8,7 +8,8 @@ runs: each step decodes random windows of codes and compares the audio with the 
 with the codec trainer's loss (multi-scale log-mel, spectral convergence, linear log-magnitude). The first
 ``--context`` frames of each window warm the causal state up and are not scored. A quarter of the windows use only
 the first 1-7 levels, so lower bitrates keep decoding. Every ``--eval-every`` steps: the project's mel distance of
-full round trips (``Codec.reconstruct``) on validation clips at 8 and 4 levels; the best is saved as a complete
+full round trips (``Codec.reconstruct``) on validation clips at 8 and 4 levels (plus, with ``--pitch-weight W``, their
+pitch loss, and the best is then the lowest mel_8 + W * pitch_8); the best is saved as a complete
 codec in ``OUT/best/`` (ship with ``python -m engine.train.codec --ship OUT/best``). Resumable from ``OUT/last.pt``.
 """
 from __future__ import annotations
@@ -61,10 +62,20 @@ class CodeWindows:
         return codes, torch.from_numpy(audio)
 
 
+@torch.no_grad()
+def valid_pitch(codec: Codec, clips: list[torch.Tensor]) -> float:
+    """Mean ``pitch_loss`` of full 8-level round trips."""
+    codec.eval()
+    d = [float(pitch_loss(x[None], codec.reconstruct(x[None])[:, :x.shape[-1]], codec.cfg.sample_rate)) for x in clips]
+    codec.train()
+    return float(np.mean(d))
+
+
 def train(a: argparse.Namespace) -> dict:
     torch.manual_seed(a.seed)
     base = Codec.load(a.init)
-    cfg = dataclasses.replace(base.cfg, decoder=a.decoder, decoder_dim=a.dim, decoder_blocks=a.blocks)
+    cfg = dataclasses.replace(base.cfg, decoder=a.decoder, decoder_dim=a.dim, decoder_blocks=a.blocks,
+                              decoder_version="")  # set when a best is saved; --init may carry one
     codec = Codec(cfg, encoder=base.encoder, quantizer=base.quantizer)
     for p in [*codec.encoder.parameters(), *codec.quantizer.parameters()]:
         p.requires_grad_(False)
@@ -123,11 +134,15 @@ def train(a: argparse.Namespace) -> dict:
             trained_s += time.time() - t0
             t0 = time.time()
             m = evaluate(codec, clips)
+            score = m["mel_8"]
+            if a.pitch_weight:  # then the best trades mel against pitch as the training loss does
+                m["pitch_8"] = valid_pitch(codec, clips)
+                score += a.pitch_weight * m["pitch_8"]
             m.update(step=step, train_hours=round(trained_s / 3600, 3))
             history.append(m)
             tqdm.write(json.dumps(m))
-            if m["mel_8"] < best:
-                best = m["mel_8"]
+            if score < best:
+                best = score
                 codec.cfg.decoder_version = f"{a.decoder}-s{step}"
                 save_best(codec, out, m)
         if step % a.ckpt_every == 0 or last:
