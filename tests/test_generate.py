@@ -82,6 +82,22 @@ def test_a_tempo_from_the_prompt_or_the_settings_conducts_the_semantic_stage(can
         Settings(bpm=10).validate()
 
 
+def test_onnx_generation_uses_one_torch_thread_and_gives_the_caller_its_threads_back(cantus):
+    import torch
+    before, seen = torch.get_num_threads(), set()
+    torch.set_num_threads(2)
+    try:
+        cantus.generate(_req(1.0), progress=lambda frac, what: seen.add(torch.get_num_threads()))
+        assert seen == {1}  # two threads wait on each other when another process holds a core (9-10 s vs 1.3 s)
+        assert torch.get_num_threads() == 2
+        stream = cantus.generate_stream(_req(2.0))
+        next(stream)
+        stream.close()  # a cancelled stream restores them too
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_requests_get_clear_errors(cantus):
     with pytest.raises(GenerationError, match="empty"):
         cantus.generate(Request([Segment("   ", 2.0)], Settings(duration=2.0)))
