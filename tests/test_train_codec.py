@@ -43,3 +43,27 @@ def test_pitch_loss_charges_a_wrong_note_not_a_detuned_one():
     assert float(pitch_loss(a4, a4, 24_000)) == 0.0
     semitone, detuned = float(pitch_loss(a4, tone(466.16), 24_000)), float(pitch_loss(a4, tone(441.0), 24_000))
     assert semitone > 3 * detuned, (semitone, detuned)
+
+
+def test_fine_tuning_a_saved_istft_codec_with_the_pitch_loss_renames_its_codes(tiny_corpus, tmp_path, capsys):
+    from engine.codec.model import CodecConfig
+    init = tmp_path / "init"
+    saved = Codec(CodecConfig(channels=4, max_channels=16, decoder="istft", decoder_dim=16, decoder_blocks=1,
+                              version="old"))
+    with torch.no_grad():  # a trained codec's codebooks are initialised: it quantizes from the first step
+        saved.quantizer.init_from(saved.encoder(0.1 * torch.randn(2, 1, 9600)))
+    saved.save(init)
+    out = tmp_path / "ft"
+    args = ["--data", str(tiny_corpus), "--out", str(out), "--init", str(init), "--pitch-weight", "1",
+            "--lr", "1e-4", "--final-lr", "1e-5", "--batch", "2", "--seconds", "0.2", "--eval-every", "2",
+            "--eval-clips", "1", "--ckpt-every", "2"]
+    with __import__("pytest").raises(SystemExit, match="--version"):
+        train_codec.main([*args, "--steps", "2"])  # new codes need a new name, or stages would accept them
+    assert train_codec.main([*args, "--steps", "2", "--version", "new"]) == 0
+    tuned = Codec.load(out / "best")
+    assert tuned.cfg.version == "new" and tuned.cfg.decoder == "istft"
+    assert "pitch_8" in json.loads((out / "best" / "metrics.json").read_text())
+    before = Codec.load(init).state_dict()
+    changed = {k.split(".")[0] for k, v in tuned.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, before[k])}
+    assert {"encoder", "quantizer", "decoder"} <= changed  # the whole codec learns, not only the decoder

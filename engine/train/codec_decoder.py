@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..codec.model import Codec
 from ..data.dataset import CorpusDataset
-from .codec import codec_loss, evaluate, pitch_loss
+from .codec import codec_loss, evaluate, pitch_loss, valid_pitch
 from .publish import save_best
 
 
@@ -60,15 +60,6 @@ class CodeWindows:
             a = self.audio[i][max(0, lo): lo + frames * self.hop].astype(np.float32) / 32767
             audio[b, max(0, -lo): max(0, -lo) + len(a)] = a
         return codes, torch.from_numpy(audio)
-
-
-@torch.no_grad()
-def valid_pitch(codec: Codec, clips: list[torch.Tensor]) -> float:
-    """Mean ``pitch_loss`` of full 8-level round trips."""
-    codec.eval()
-    d = [float(pitch_loss(x[None], codec.reconstruct(x[None])[:, :x.shape[-1]], codec.cfg.sample_rate)) for x in clips]
-    codec.train()
-    return float(np.mean(d))
 
 
 def train(a: argparse.Namespace) -> dict:
