@@ -59,6 +59,53 @@ def test_mulan_training_code_runs_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert json.loads((tmp_path / "best" / "metrics.json").read_text())["train_steps"] == 8
 
 
+def test_mulan_fine_tuning_with_tag_heads_starts_from_the_saved_model(tiny_corpus, tmp_path):
+    import torch
+    from engine.mulan import MuLan
+    from engine.train import mulan as train_mulan
+    tiny = ["--data", str(tiny_corpus), "--batch", "8", "--eval-every", "2", "--paraphrases", "1"]
+    train_mulan.main([*tiny, "--out", str(tmp_path / "m"), "--steps", "2", "--width", "16", "--dim", "16", "--version", "a"])
+    train_mulan.main([*tiny, "--out", str(tmp_path / "ft"), "--steps", "4", "--init", str(tmp_path / "m" / "best"),
+                      "--aux-weight", "1", "--version", "b"])  # no --width/--dim: the saved model's
+    ck = torch.load(tmp_path / "ft" / "last.pt", weights_only=False)
+    tags = {"style", "family", "tempo_bucket", "mode"}
+    assert {k.split(".")[0] for k in ck["heads"]} == tags | {f"{t}_frames" for t in tags}
+    assert ck["heads"]["mode.weight"].shape == (2, 16)
+    tuned = MuLan.load(tmp_path / "ft" / "best")
+    assert tuned.cfg.width == 16 and tuned.cfg.version == "b-s4"  # new tokens, new name
+    assert tuned.tokens(tuned.embed_text(["a waltz"])).shape == (1, 12)
+
+
+def test_mulan_tower_takes_the_frozen_semantic_encoder_and_starts_as_the_saved_model(tiny_corpus, tmp_path):
+    import argparse
+
+    import numpy as np
+    import torch
+    from engine.mulan import MuLan
+    from engine.semantic import SemanticConfig, SemanticTokenizer
+    from engine.train import mulan as train_mulan
+    tiny = ["--data", str(tiny_corpus), "--batch", "8", "--eval-every", "2", "--paraphrases", "1"]
+    train_mulan.main([*tiny, "--out", str(tmp_path / "m"), "--steps", "2", "--width", "16", "--dim", "16", "--version", "a"])
+    sem = SemanticTokenizer(SemanticConfig(width=16, dim=8, dilations=(1, 2), n_tokens=8))
+    sem.save(tmp_path / "sem")
+    init = MuLan.load(tmp_path / "m" / "best")
+    wide = train_mulan.initial_model(argparse.Namespace(init=tmp_path / "m" / "best", semantic=tmp_path / "sem",
+                                                      freeze_text=False))
+    x = np.random.default_rng(0).standard_normal(24_000 * 4).astype(np.float32) * 0.1
+    wide.eval()
+    assert torch.allclose(wide.embed_audio(x, 24_000), init.embed_audio(x, 24_000), atol=1e-5)  # same start
+    train_mulan.main([*tiny, "--out", str(tmp_path / "ft"), "--steps", "3", "--init", str(tmp_path / "m" / "best"),
+                      "--semantic", str(tmp_path / "sem"), "--aux-weight", "1", "--lr", "1e-2", "--version", "b"])
+    tuned = MuLan.load(tmp_path / "ft" / "best")
+    assert tuned.cfg.semantic["dim"] == 8
+    frozen = SemanticTokenizer.load(tmp_path / "sem").state_dict()
+    assert all(torch.allclose(v.float(), frozen[k], atol=1e-3) for k, v in tuned.audio.sem.state_dict().items())
+    assert not torch.allclose(tuned.audio.inp.weight[:, -8:], torch.zeros(()))  # the tower learned to read it
+    from engine.export.mulan_onnx import OnnxMuLanAudio, export_mulan_audio
+    onnx = OnnxMuLanAudio(export_mulan_audio(tuned, tmp_path / "onnx"), threads=1)  # the encoder is in the graph
+    assert torch.allclose(onnx.embed_audio(x, 24_000), tuned.embed_audio(x, 24_000), atol=1e-4)
+
+
 def test_text_projection_retraining_keeps_the_audio_side(tiny_corpus, tmp_path):
     from engine.mulan import MuLan
     from engine.train import mulan as train_mulan
@@ -77,6 +124,30 @@ def test_text_projection_retraining_keeps_the_audio_side(tiny_corpus, tmp_path):
     x = np.random.default_rng(0).standard_normal(24_000 * 3).astype(np.float32) * 0.1
     assert torch.equal(new.tokens(new.embed_audio(x, 24_000)[None]), old.tokens(old.embed_audio(x, 24_000)[None]))
     assert (tmp_path / "m" / "short-prompts-2.pt").exists()  # cached beside the features
+
+
+def test_audio_tower_retraining_keeps_the_text_tokens_the_stages_read(tiny_corpus, tmp_path):
+    from engine.mulan import MuLan
+    from engine.semantic import SemanticConfig, SemanticTokenizer
+    from engine.train import mulan as train_mulan
+
+    tiny = ["--data", str(tiny_corpus), "--batch", "8", "--eval-every", "2", "--paraphrases", "1"]
+    train_mulan.main([*tiny, "--out", str(tmp_path / "m"), "--steps", "2", "--width", "16", "--dim", "16", "--version", "a"])
+    SemanticTokenizer(SemanticConfig(width=16, dim=8, dilations=(1, 2), n_tokens=8)).save(tmp_path / "sem")
+    with pytest.raises(SystemExit, match="--init"):
+        train_mulan.main([*tiny, "--out", str(tmp_path / "x"), "--steps", "1", "--freeze-text", "--width", "16"])
+    train_mulan.main([*tiny, "--out", str(tmp_path / "ft"), "--steps", "3", "--init", str(tmp_path / "m" / "best"),
+                      "--semantic", str(tmp_path / "sem"), "--aux-weight", "1", "--lr", "1e-2", "--freeze-text",
+                      "--version", "b"])
+    old, new = MuLan.load(tmp_path / "m" / "best"), MuLan.load(tmp_path / "ft" / "best")
+    prompts = ["a slow waltz on the piano", "fast techno with a saw lead", "a calm chorale in a minor key"]
+    assert torch.equal(new.tokens(new.embed_text(prompts)), old.tokens(old.embed_text(prompts)))
+    assert new.cfg.version == old.cfg.version == "a-s2" and new.cfg.audio_version == "b-s3"
+    assert new.cfg.token_key != old.cfg.token_key  # audio tokens changed: token caches must not be reused
+    x = np.random.default_rng(0).standard_normal(24_000 * 3).astype(np.float32) * 0.1
+    assert not torch.allclose(new.embed_audio(x, 24_000), old.embed_audio(x, 24_000), atol=1e-4)
+    m = json.loads((tmp_path / "ft" / "best" / "metrics.json").read_text())
+    assert {"recall@10", "zero_shot_mode", "token_cosine_audio"} <= set(m)
 
 
 needs_shipped = pytest.mark.skipif(not (ASSETS / "mulan" / "mulan.json").exists(), reason="no shipped MuLan")
@@ -112,3 +183,19 @@ def test_shipped_semantic_tokens_follow_the_melody_not_the_level(tiny_corpus):
     ids = tok.encode(a)
     assert ids.shape == (1, len(ex.audio) // 960) and int(ids.max()) < tok.cardinality
     assert (tok.encode(0.3 * a) == ids).float().mean() > 0.95, "loudness must not change the tokens"
+
+
+def test_mulan_audio_tower_exports_to_onnx_with_the_same_embeddings(tmp_path):
+    """Shipped weights: onnxruntime gives the torch tower's embedding, on a clip longer than one window."""
+    import numpy as np
+    import torch
+    from engine.export.mulan_onnx import OnnxMuLanAudio, export_mulan_audio
+    from engine.mulan import MuLan
+    mulan = MuLan.load(ASSETS / "mulan")
+    onnx = OnnxMuLanAudio(export_mulan_audio(mulan, tmp_path), threads=1)
+    t = np.arange(24_000 * 12) / 24_000
+    x = (0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2).astype(np.float32)
+    ref, got = mulan.embed_audio(x, 24_000), onnx.embed_audio(x, 24_000)
+    assert ref.shape == got.shape == (mulan.cfg.dim,)
+    assert float(torch.nn.functional.cosine_similarity(ref, got, dim=0)) > 0.9999
+    assert torch.allclose(ref, got, atol=1e-4)

@@ -2,7 +2,8 @@
 front end (``engine.spectral``), a 128-d shared space, and a 12 x 1024 residual k-means that turns an embedding
 (text or audio alike) into the 12 conditioning tokens of the stages.
 
-Audio tower: frame features [B, 136, T] (log-mel + semitone bands, 25 Hz) -> 1x1 conv to ``width`` -> residual
+Audio tower: frame features [B, 136, T] (log-mel + semitone bands, 25 Hz; optionally joined by the frame embeddings
+of a frozen copy of the semantic tokenizer's encoder, ``cfg.semantic``) -> 1x1 conv to ``width`` -> residual
 dilated conv blocks (GroupNorm, GELU) -> mean and max over time; the global features (tempogram + key-profile
 correlations) through a small MLP; both concatenated -> linear -> 128, L2-normalised. Windows are 10 s; longer audio
 is embedded as the mean of 10 s windows at 1 s strides (as MusicLM does), re-normalised.
@@ -39,6 +40,14 @@ class MuLanConfig:
     token_size: int = 1024
     version: str = "dev"  # names the token space (audio tower + RVQ): stages trained on its tokens check it
     text_version: str = ""  # set when only the text projection was retrained (engine.train.mulan_text)
+    audio_version: str = ""  # set when only the audio tower was retrained (engine.train.mulan --freeze-text)
+    semantic: dict | None = None  # SemanticConfig of a frozen semantic encoder whose frame embeddings join the input
+
+    @property
+    def token_key(self) -> str:
+        """Names every part that sets the tokens (token caches are keyed on it; stages check ``version`` only)."""
+        return "-".join(v for v in (self.version, self.text_version and "t" + self.text_version,
+                                    self.audio_version and "a" + self.audio_version) if v)
 
     @classmethod
     def from_dict(cls, d: dict) -> "MuLanConfig":
@@ -52,16 +61,30 @@ class AudioTower(nn.Module):
 
     def __init__(self, cfg: MuLanConfig):
         super().__init__()
-        self.inp = nn.Conv1d(spectral.N_FRAME_FEATURES, cfg.width, 1)
+        self.sem = None
+        extra = 0
+        if cfg.semantic is not None:  # a copy of the shipped encoder, so this model stays self-contained
+            from ..semantic.model import SemanticConfig, SemanticTokenizer
+            self.sem = SemanticTokenizer(SemanticConfig.from_dict(cfg.semantic)).requires_grad_(False)
+            extra = self.sem.cfg.dim
+        self.inp = nn.Conv1d(spectral.N_FRAME_FEATURES + extra, cfg.width, 1)
         self.blocks = nn.Sequential(*[DilatedResBlock(cfg.width, d, proj=True) for d in cfg.dilations])
         self.norm = nn.GroupNorm(8, cfg.width)
         self.glob = nn.Sequential(nn.Linear(spectral.N_GLOBAL, 128), nn.GELU(), nn.Linear(128, 128), nn.GELU())
         self.out = nn.Sequential(nn.Linear(2 * cfg.width + 128, 512), nn.GELU(), nn.Linear(512, cfg.dim))
 
-    def forward(self, frames: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
-        h = F.gelu(self.norm(self.blocks(self.inp(frames))))
+    def trunk(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [B, 136, T] -> hidden frames [B, width, T] (what is pooled)."""
+        if self.sem is not None:
+            frames = torch.cat([frames, self.sem.embed(frames).detach()], 1)
+        return F.gelu(self.norm(self.blocks(self.inp(frames))))
+
+    def pool(self, h: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
         h = torch.cat([h.mean(-1), h.amax(-1), self.glob(glob)], -1)
         return F.normalize(self.out(h), dim=-1)
+
+    def forward(self, frames: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.trunk(frames), glob)
 
 
 class TextProjection(nn.Module):
@@ -105,12 +128,7 @@ class MuLan(nn.Module):
     @torch.inference_mode()
     def embed_audio(self, audio: np.ndarray, sr: int, batch: int = 16) -> torch.Tensor:
         """One recording (float mono) -> [dim] unit vector: the mean over its 10 s windows, re-normalised."""
-        w = self.windows(audio, sr)
-        embs = []
-        for i in range(0, len(w), batch):
-            x = w[i:i + batch]
-            embs.append(self.audio(spectral.frames(x), spectral.global_features(x)))
-        return F.normalize(torch.cat(embs).mean(0), dim=-1)
+        return embed_windows(self.audio, audio, sr, batch)
 
     # --------------------------------------------------------------------------------------------- tokens
     def tokens(self, emb: torch.Tensor) -> torch.Tensor:
@@ -144,4 +162,16 @@ class MuLan(nn.Module):
         return model.eval()
 
 
-__all__ = ["MuLan", "MuLanConfig"]
+@torch.inference_mode()
+def embed_windows(tower, audio: np.ndarray, sr: int, batch: int = 16) -> torch.Tensor:
+    """``tower(frames, global) -> [B, dim]`` (the torch tower or its ONNX twin) over the 10 s windows of one
+    recording -> [dim]: their mean, re-normalised."""
+    w = MuLan.windows(audio, sr)
+    embs = []
+    for i in range(0, len(w), batch):
+        x = w[i:i + batch]
+        embs.append(torch.as_tensor(tower(spectral.frames(x), spectral.global_features(x))))
+    return F.normalize(torch.cat(embs).mean(0), dim=-1)
+
+
+__all__ = ["MuLan", "MuLanConfig", "embed_windows"]

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..lm.model import StageLM, masked_loss
 from ..lm.stages import default_config, make_batch
+from ..mulan.model import MuLanConfig
 from .tokenize import load
 from .distributed import average_gradients, setup
 from .publish import save_best
@@ -113,8 +114,9 @@ def main(argv=None) -> int:
     rank, world = setup()
     versions = shipped_versions(a.assets)
     need_codec = a.stage != "semantic"
-    train_tok = load(a.tokens, "train", versions, need_codec)
-    valid_tok = load(a.tokens, "valid", versions, need_codec)
+    key = MuLanConfig.from_dict(json.loads((a.assets / "mulan" / "mulan.json").read_text())).token_key
+    train_tok = load(a.tokens, "train", versions, need_codec, key)
+    valid_tok = load(a.tokens, "valid", versions, need_codec, key)
     sizes = {"n_semantic": json.loads((a.assets / "semantic" / "semantic.json").read_text())["n_tokens"],
              "codec_size": json.loads((a.assets / "codec" / "codec.json").read_text())["codebook_size"],
              "mulan_size": json.loads((a.assets / "mulan" / "mulan.json").read_text())["token_size"]}

@@ -4,7 +4,7 @@ Per split, one cached file per token kind, named after the model version that ma
 re-tokenises only the codec codes:
 - ``codec-<split>-<version>.pt``: [N, 8, 500] RVQ codes of each 10 s clip (shipped codec);
 - ``semantic-<split>-<version>.pt``: [N, 250] semantic ids;
-- ``mulan-<split>-<version>.pt``: audio tokens [N, 12] and the text tokens of every caption [N, C, 12];
+- ``mulan-<split>-<token key>.pt``: audio tokens [N, 12] and the text tokens of every caption [N, C, 12];
 - ``melody-<split>.pt``: [N, 250] melody tokens of the score's melody (``tokens_from_midi`` of the 25 Hz track)
   and each clip's tempo in BPM (the beat grid the semantic stage is conditioned on);
   with ``--track-voice``, also the tokens ``engine.melody`` tracks from the clip's voice-like rendition (hum /
@@ -64,7 +64,7 @@ def semantic_tokens(feats: dict, split: str, sem: SemanticTokenizer, out: Path) 
 
 @torch.inference_mode()
 def mulan_tokens(feats: dict, split: str, mulan: MuLan, out: Path) -> Path:
-    path = out / f"mulan-{split}-{mulan.cfg.version}.pt"
+    path = out / f"mulan-{split}-{mulan.cfg.token_key}.pt"
     if not path.exists():
         audio = torch.cat([mulan.audio(feats["frames"][i:i + 256].float(), feats["global"][i:i + 256])
                            for i in range(0, len(feats["ids"]), 256)])
@@ -102,12 +102,13 @@ def melody_tokens(data: str, split: str, out: Path, track_voice: int = 0) -> Pat
     return path
 
 
-def load(out: Path, split: str, versions: dict, codec: bool = True) -> dict:
+def load(out: Path, split: str, versions: dict, codec: bool = True, mulan_key: str | None = None) -> dict:
     """-> {"ids", "codec" [N,8,500], "semantic" [N,250], "mulan_audio" [N,12], "mulan_text" [N,C,12], "melody" [N,250],
     "tempo" [N] BPM}
-    (no "codec" when ``codec`` is False: the semantic stage does not need it)."""
+    (no "codec" when ``codec`` is False: the semantic stage does not need it). ``mulan_key``: the MuLan's
+    ``cfg.token_key`` (default: its version)."""
     s = torch.load(out / f"semantic-{split}-{versions['semantic']}.pt", weights_only=False)
-    m = torch.load(out / f"mulan-{split}-{versions['mulan']}.pt", weights_only=False)
+    m = torch.load(out / f"mulan-{split}-{mulan_key or versions['mulan']}.pt", weights_only=False)
     mel = torch.load(out / f"melody-{split}.pt", weights_only=False)
     assert s["ids"] == m["ids"] == mel["ids"], f"token files of {split} disagree on the clips"
     tok = {"ids": s["ids"], "semantic": s["tokens"].long(), "mulan_audio": m["audio"].long(),
