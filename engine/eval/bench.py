@@ -1,6 +1,5 @@
-"""Benchmarks: ``python -m engine.eval.bench codec [--corpus DIR] [--clips N] [--model DIR] [--append BENCHMARKS.md]``
-, ``python -m engine.eval.bench generate [--corpus DIR] [--clips N]`` (``engine.eval.generation``) and
-``python -m engine.eval.bench melody [--corpus DIR] [--clips N]``.
+"""Benchmarks, ``python -m engine.eval.bench WHAT [--corpus DIR] [--clips N] [--append BENCHMARKS.md]``:
+``codec [--model DIR]``, ``generate [--assets DIR]`` (``engine.eval.generation``) and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original

@@ -31,7 +31,8 @@ def export_mulan_audio(mulan: MuLan, directory: str | Path) -> Path:
                           input_names=["frames", "global"], output_names=["embedding"], opset_version=17,
                           dynamic_axes={"frames": {0: "batch", 2: "time"}, "global": {0: "batch"},
                                         "embedding": {0: "batch"}})
-    (d / META).write_text(json.dumps({"version": mulan.cfg.version, "dim": mulan.cfg.dim}))
+    (d / META).write_text(json.dumps({"version": mulan.cfg.version, "audio_version": mulan.cfg.audio_version,
+                                      "dim": mulan.cfg.dim}))
     return d
 
 
