@@ -2,7 +2,7 @@
 --old assets --new runs/assets_p1 --out runs/recoded``.
 
 A codec fine-tuned as a whole (encoder included) names the same sounds with other codes: measured for codec
-2026.11.23-p1 against 2026.11.22-2 on valid clips, 2.0% of level-1 codes are identical, and even the best
+2026.11.23-p1 (its step-5,951 checkpoint) against 2026.11.22-2 on 24 valid clips, 2.0% of level-1 codes are identical, and even the best
 one-to-one relabelling (Hungarian matching on train co-occurrences) reaches only 4.6%. So the stages' code
 embeddings and output heads are meaningless on the new codes, while their transformer bodies, MuLan and semantic
 tables are not. This writes stages whose every code-indexed row (input embeddings, aligned conditioning tables, output
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
           [round(float(t), 3) for t in top], file=sys.stderr)
     a.out.mkdir(parents=True, exist_ok=True)
     for name in a.stages:
-        stage = recode(StageLM.load(a.old / "stages", name), counts[:, :, :])
+        stage = recode(StageLM.load(a.old / "stages", name), counts)
         stage.cfg = dataclasses.replace(stage.cfg, version=f"recoded-to-{versions[1]}")
         stage.save(a.out)
         print(f"wrote {a.out / name}.safetensors", file=sys.stderr)
