@@ -11,6 +11,10 @@ smooth. Story mode: a list of (prompt, seconds); each window takes the prompt in
 A melody shorter than the music repeats. Each stage of each window draws from its own generator seeded from
 (seed, window, stage), so chunking and interleaving never change the result.
 
+Decoding: a codec whose decoder reads semantic ids (``Codec.conditioned``) gets the ids the semantic stage drew for
+every frame, so the melody they carry reaches the audio even where the acoustic codes lose it; ``code_stream`` yields
+them as a ninth row under the eight code levels.
+
 Tempo: a BPM the prompt names ("at 96 bpm"), or ``Settings.bpm``, becomes the semantic stage's beat grid
 (``engine.lm.stages.beat_grid``) from the first new frame on.
 
@@ -34,6 +38,7 @@ import torch
 
 from .audio import AudioError, load_audio, resample
 from .codec import Codec
+from .codec.model import frame_ids
 from .data.captions import parse_caption
 from .lm.model import StageLM
 from .lm.sampler import StageSampler
@@ -131,6 +136,10 @@ class Cantus:
             if trained_on != versions:
                 raise RuntimeError(f"the {name} stage was trained on tokens of {trained_on}, but the loaded models are "
                                    f"{versions}: retrain it (python -m engine.train.stage {name})")
+        if codec.conditioned and (codec.cfg.decoder_cond_version, codec.cfg.decoder_cond) != (
+                semantic.cfg.version, semantic.cardinality):
+            raise RuntimeError(f"the codec's decoder reads the semantic ids of tokenizer "
+                               f"{codec.cfg.decoder_cond_version!r}, but the loaded one is {semantic.cfg.version!r}")
         assert stages["semantic"].cfg.vocab == semantic.cardinality == stages["coarse"].cfg.cond_vocabs[0]
         assert stages["coarse"].cfg.vocab == stages["fine"].cfg.vocab == codec.cfg.codebook_size
         assert stages["semantic"].cfg.cond_vocabs[:2] in ((MELODY_VOCAB,), (MELODY_VOCAB, BEAT_VOCAB))
@@ -207,8 +216,8 @@ class Cantus:
     def code_stream(self, req: Request, progress: Callable[[float, str], None] | None = None,
                     cancel: Callable[[], bool] | None = None, chunk_frames: int = 50,
                     extra_frames: int = 0) -> Iterator[torch.Tensor]:
-        """Yields codes [8, n] of consecutive new frames (50 Hz), chunk by chunk (``extra_frames`` beyond the
-        duration: the decoder's delay, when continuing)."""
+        """Yields [9, n] for consecutive new frames (50 Hz), chunk by chunk: the 8 code levels, then the semantic id
+        of each frame (``extra_frames`` beyond the duration: the decoder's delay, when continuing)."""
         s = req.settings.validate()
         if not req.segments:
             raise GenerationError("give a prompt (or a story: a list of prompts with seconds)")
@@ -260,6 +269,7 @@ class Cantus:
                 if progress and sem.s % 25 == 0:
                     progress((produced + n_new * 0.2 * sem.s / sem.S) / total, "semantic tokens")
             sem_ids = sem.codes()[0]  # [W // 2]
+            sem_frames = frame_ids(sem_ids[None], W, self.semantic.cardinality)  # [1, W]
             # stages 2 and 3 interleaved: fine step s needs coarse frames up to s + 2
             cond2 = sem_ids[None, None]
             if guided:
@@ -281,7 +291,8 @@ class Cantus:
                 fine.advance()
                 ready = fine.frames_done
                 if ready - emitted >= chunk_frames or (ready == W and ready > emitted):
-                    codes = torch.cat([coarse.codes(emitted, ready), fine.codes(emitted, ready)])
+                    codes = torch.cat([coarse.codes(emitted, ready), fine.codes(emitted, ready),
+                                       sem_frames[:, emitted:ready]])
                     produced += ready - emitted
                     emitted = ready
                     if progress:
@@ -327,11 +338,16 @@ class Cantus:
         if req.continuation is not None:
             ctx = self._context_codes(req.continuation)
             if ctx.shape[-1]:
-                _, state = self.decoder.decode_step(ctx[None], None)
+                ids = None
+                if self.codec.conditioned:
+                    ids = frame_ids(self.semantic.encode(_context_audio(req.continuation)), ctx.shape[-1],
+                                    self.semantic.cardinality)
+                _, state = self.decoder.decode_step(ctx[None], None, ids)
                 skip = self.codec.delay
             left = int(round(min(req.settings.duration, sum(s.seconds for s in req.segments)) * CODEC_RATE / 2)) * 960
-        for c in codes:
-            audio, state = self.decoder.decode_step(c[None], state)
+        for c in codes:  # [8, n] codes, or [9, n]: codes and each frame's semantic id (code_stream)
+            ids = c[8:9] if c.shape[0] == 9 else None
+            audio, state = self.decoder.decode_step(c[None, :8], state, ids)
             audio = np.asarray(audio[0], dtype=np.float32)
             cut = min(skip, len(audio))
             audio, skip = audio[cut:], skip - cut
@@ -366,8 +382,9 @@ class _OnnxDecoder:
     def __init__(self, onnx_codec):
         self.onnx = onnx_codec
 
-    def decode_step(self, codes: torch.Tensor, state=None):
-        audio, state = self.onnx.decode_step(codes.numpy().astype(np.int64), state)
+    def decode_step(self, codes: torch.Tensor, state=None, cond: torch.Tensor | None = None):
+        audio, state = self.onnx.decode_step(codes.numpy().astype(np.int64), state,
+                                             None if cond is None else cond.numpy().astype(np.int64))
         return torch.from_numpy(np.asarray(audio)), state
 
 

@@ -46,6 +46,35 @@ def test_streaming_decode_equals_batch(model):
     assert torch.max(torch.abs(streamed - full)) < 1e-4
 
 
+def test_a_semantic_conditioned_decoder_starts_as_the_plain_one_and_streams_exactly():
+    """The semantic embedding starts at zero (a conditioned decoder initialised from a plain one decodes exactly as it
+    did); once trained, the ids change the audio, and streaming with them equals batch decoding."""
+    from engine.codec.model import frame_ids
+    torch.manual_seed(0)
+    plain = Codec(TINY_ISTFT)
+    plain.train()
+    with torch.no_grad():
+        plain(torch.randn(2, 24_000) * 0.1)
+    plain.eval()
+    cond = Codec(dataclasses.replace(TINY_ISTFT, decoder_cond=16), encoder=plain.encoder, quantizer=plain.quantizer)
+    cond.decoder.load_state_dict(plain.decoder.state_dict(), strict=False)
+    cond.eval()
+    codes = plain.encode(torch.randn(1, 24_000 * 2) * 0.1)
+    ids = frame_ids(torch.randint(0, 16, (1, 50)), codes.shape[-1], 16)
+    assert ids.shape == (1, 100) and torch.equal(ids[0, :4:2], ids[0, 1:4:2])
+    assert torch.equal(cond.decode(codes, ids), plain.decode(codes))
+    with torch.no_grad():
+        cond.decoder.cond.weight.normal_()
+    full = cond.decode(codes, ids)
+    assert not torch.allclose(full, cond.decode(codes)), "the ids matter once learned"
+    state, pieces, start = None, [], 0
+    for chunk in (1, 3, 7, 25, 14, 50):
+        y, state = cond.decode_step(codes[..., start:start + chunk], state, ids[:, start:start + chunk])
+        pieces.append(y)
+        start += chunk
+    assert torch.max(torch.abs(torch.cat(pieces, -1) - full)) < 1e-4
+
+
 def test_reconstruct_is_aligned_with_the_input(model):
     x = torch.randn(2, 24_000 + 123) * 0.1
     y = model.reconstruct(x)

@@ -1,4 +1,6 @@
 """The ONNX encoder and streaming decoder agree with torch (onnxruntime, CPU execution provider here)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,13 +11,18 @@ from engine.export.codec_onnx import OnnxCodec, export_codec
 from .test_codec import TINY, TINY_ISTFT
 
 
-@pytest.fixture(scope="module", params=[TINY, TINY_ISTFT], ids=["conv", "istft"])
+TINY_COND = dataclasses.replace(TINY_ISTFT, decoder_cond=16)  # reads semantic ids too
+
+
+@pytest.fixture(scope="module", params=[TINY, TINY_ISTFT, TINY_COND], ids=["conv", "istft", "istft-semantic"])
 def pair(request, tmp_path_factory):
     torch.manual_seed(0)
     m = Codec(request.param)
     m.train()
     with torch.no_grad():
         m(torch.randn(2, 24_000) * 0.1)
+        if m.conditioned:
+            m.decoder.cond.weight.normal_()  # as if trained (it starts at zero)
     m.eval()
     d = export_codec(m, tmp_path_factory.mktemp("onnx"))
     return m, OnnxCodec(d)
@@ -33,10 +40,11 @@ def test_onnx_encoder_matches_torch(pair):
 def test_onnx_streaming_decoder_matches_torch_batch(pair):
     m, o = pair
     codes = m.encode(torch.randn(1, 48_000) * 0.1)
-    ref = m.decode(codes).numpy()
+    ids = torch.randint(0, 17, codes.shape[::2]) if m.conditioned else None  # 16 = absent
+    ref = m.decode(codes, ids).numpy()
     state, pieces, t = None, [], 0
     for n in (1, 9, 40, 50):
-        y, state = o.decode_step(codes[..., t:t + n].numpy(), state)
+        y, state = o.decode_step(codes[..., t:t + n].numpy(), state, None if ids is None else ids[:, t:t + n].numpy())
         pieces.append(y)
         t += n
     got = np.concatenate(pieces, -1)

@@ -138,3 +138,37 @@ def test_cli_writes_a_wav_and_rejects_bad_input_with_one_line(tiny_assets, tmp_p
         r = subprocess.run([sys.executable, "-m", "engine.generate", *args, "--assets", str(tiny_assets),
                             "--out", str(tmp_path / "y.wav")], capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error:"), r.stderr
+
+
+def test_a_decoder_that_reads_semantic_ids_gets_the_ones_the_semantic_stage_drew(tiny_assets, tmp_path):
+    """With a conditioned codec (engine.codec.istft) the stream carries each frame's semantic id to the decoder: the
+    stream still equals the whole clip, both backends agree, continuation works, and the ids shape the audio."""
+    import dataclasses
+    import shutil
+
+    from engine.codec import Codec
+    shutil.copytree(tiny_assets, tmp_path / "a")
+    old = Codec.load(tmp_path / "a" / "codec")
+    cfg = dataclasses.replace(old.cfg, decoder="istft", decoder_dim=16, decoder_blocks=1, decoder_cond=16,
+                              decoder_cond_version="tiny-s")
+    torch.manual_seed(1)
+    codec = Codec(cfg, encoder=old.encoder, quantizer=old.quantizer).eval()
+    with torch.no_grad():
+        codec.decoder.cond.weight.normal_()
+    codec.save(tmp_path / "a" / "codec")
+    onnx, eager = Cantus.load(tmp_path / "a", int8=False), Cantus.load(tmp_path / "a", backend="torch")
+    req = _req(3.0, seed=2)
+    codes = torch.cat(list(onnx.code_stream(req)), -1)
+    assert codes.shape == (9, 150) and torch.equal(codes[8, ::2], codes[8, 1::2]), "one semantic id per 2 frames"
+    whole = onnx.generate(req)
+    assert np.abs(np.concatenate(list(onnx.generate_stream(req, chunk_seconds=0.5))) - whole).max() < 1e-4
+    assert np.abs(eager.generate(req) - whole).max() < 1e-3
+    without = np.concatenate(list(onnx.decode_stream(iter([codes[:8]]), req)))
+    assert without.shape == whole.shape and not np.allclose(without, whole, atol=1e-3), "the ids reach the decoder"
+    assert onnx.generate(_req(2.0, continuation=whole)).shape == (48_000,)
+
+    cfg = json.loads((tmp_path / "a" / "codec" / "codec.json").read_text())
+    cfg["decoder_cond_version"] = "another"
+    (tmp_path / "a" / "codec" / "codec.json").write_text(json.dumps(cfg))
+    with pytest.raises(RuntimeError, match="semantic ids"):
+        Cantus.load(tmp_path / "a", backend="torch")

@@ -49,3 +49,40 @@ def test_missing_token_cache_says_how_to_make_it(tiny_corpus, tmp_path):
     with pytest.raises(SystemExit, match="engine.train.tokenize"):
         codec_decoder.main(["--data", str(tiny_corpus), "--tokens", str(tmp_path / "none"), "--init",
                             str(tmp_path / "init"), "--out", str(tmp_path / "run"), *ARGS, "--steps", "1"])
+
+
+def test_a_decoder_learns_to_read_semantic_ids(tiny_corpus, tmp_path):
+    """--semantic: the decoder of --init gains a semantic embedding (zero at first) that trains from the tokenize
+    cache's ids; the best codec records which tokenizer's ids it reads, and round trips with and without them work."""
+    from engine.data.dataset import CorpusDataset
+    from engine.semantic import SemanticTokenizer
+    from engine.semantic.model import SemanticConfig
+    torch.manual_seed(0)
+    old = Codec(CodecConfig(channels=4, max_channels=16, dim=16, n_q=8, codebook_size=32, version="tiny-v1",
+                            decoder="istft", decoder_dim=16, decoder_blocks=1))
+    old.train()
+    with torch.no_grad():
+        old(torch.randn(2, 24_000) * 0.1)
+    old.eval().save(tmp_path / "init")
+    sem = SemanticTokenizer(SemanticConfig(width=8, dim=4, dilations=(1,), n_tokens=16, version="tiny-s")).eval()
+    with torch.no_grad():
+        sem.centroids.normal_()
+    sem.save(tmp_path / "semantic")
+    (tmp_path / "tokens").mkdir()
+    codec_tokens(str(tiny_corpus), "train", Codec.load(tmp_path / "init"), tmp_path / "tokens")
+    ds = CorpusDataset(tiny_corpus, "train")
+    ids = torch.stack([sem.encode(torch.from_numpy(np.pad(ds[i].audio, (0, 240_000))[:240_000])[None])[0]
+                       for i in range(len(ds))])
+    torch.save({"ids": [r["id"] for r in ds.records], "tokens": ids.to(torch.int16)},
+               tmp_path / "tokens" / "semantic-train-tiny-s.pt")
+    out = tmp_path / "run"
+    assert codec_decoder.main(["--data", str(tiny_corpus), "--tokens", str(tmp_path / "tokens"), "--init",
+                               str(tmp_path / "init"), "--out", str(out), *ARGS[:4], "--batch", "2", "--seconds",
+                               "0.2", "--context", "2", "--eval-every", "3", "--eval-clips", "2", "--steps", "3",
+                               "--semantic", str(tmp_path / "semantic"), "--init-decoder", "--cond-dropout", "0"]) == 0
+    new = Codec.load(out / "best")
+    assert new.conditioned and new.cfg.decoder_cond == 16 and new.cfg.decoder_cond_version == "tiny-s"
+    assert new.decoder.cond.weight.abs().sum() > 0, "the embedding was trained"
+    x = torch.from_numpy(ds[0].audio[:24_000])[None]
+    with_ids, without = new.reconstruct(x, semantic=sem), new.reconstruct(x)
+    assert with_ids.shape == without.shape == x.shape and not torch.equal(with_ids, without)

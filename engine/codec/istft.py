@@ -11,6 +11,14 @@ lookahead. The price is a fixed delay: output audio lags the encoded audio by ``
 The inverse DFT is a matrix product with a fixed windowed basis (the same arithmetic in torch and ONNX, so parity is
 exact up to float rounding); overlap-add is four shifted sums. Streaming state: the causal convolutions' past frames
 and the three hops of overlap-add tail.
+
+Semantic conditioning (``cond_vocab > 0``): the decoder also reads one semantic id per frame (the 25 Hz ids repeated
+twice; ``cond_vocab`` = absent), embedded and added to its input layer's output. The RVQ codes of the shipped codec
+lose much of the melody (measured: the dominant pitch class of real test audio matches its hummed tune on 41% of
+frames, its codec round trip on 23%), while the semantic ids carry it (the generated ids follow a hum on 66% of
+frames); the generator has the ids of every frame before it decodes, so the decoder may use them. The embedding starts
+at zero: a conditioned decoder initialised from an unconditioned one starts as exactly that decoder. It holds no
+state (one id per frame), so streaming is unchanged.
 """
 from __future__ import annotations
 
@@ -75,8 +83,14 @@ def inverse_dft_basis(n_fft: int) -> torch.Tensor:
 class ISTFTDecoder(nn.Module):
     """Latent [B, D, T] at the frame rate -> audio [B, 1, T * hop] delayed by ``n_fft - hop`` samples."""
 
-    def __init__(self, latent_dim: int, hop: int, dim: int = 256, blocks: int = 6, overlap: int = 4):
+    def __init__(self, latent_dim: int, hop: int, dim: int = 256, blocks: int = 6, overlap: int = 4,
+                 cond_vocab: int = 0):
         super().__init__()
+        self.cond_vocab = cond_vocab
+        self.cond = None
+        if cond_vocab:
+            self.cond = nn.Embedding(cond_vocab + 1, dim)
+            nn.init.zeros_(self.cond.weight)
         self.hop, self.overlap, self.n_fft = hop, overlap, hop * overlap
         self.bins = self.n_fft // 2 + 1
         self.inp = CausalConv1d(latent_dim, dim, 7)
@@ -102,8 +116,16 @@ class ISTFTDecoder(nn.Module):
         segs = frames.unflatten(-1, (o, self.hop))
         return sum(nn.functional.pad(segs[:, :, k], (0, 0, k, o - 1 - k)) for k in range(o))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.inp(z)
+    def _conditioned(self, h: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """h [B, C, T] + the embedding of cond [B, T] (None: all absent; ignored without ``cond_vocab``)."""
+        if self.cond is None:
+            return h
+        if cond is None:
+            cond = torch.full(h.shape[:1] + h.shape[2:], self.cond_vocab, dtype=torch.long, device=h.device)
+        return h + self.cond(cond).transpose(1, 2)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = self._conditioned(self.inp(z), cond)
         for b in self.blocks:
             h = b(h)
         blocks = self._overlap_add(self._frames(h))[:, : z.shape[-1]]
@@ -114,8 +136,10 @@ class ISTFTDecoder(nn.Module):
         return [self.inp.init_state(batch, device), *(b.init_state(batch, device) for b in self.blocks),
                 torch.zeros(batch, self.overlap - 1, self.hop, device=device)]
 
-    def step(self, z: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def step(self, z: torch.Tensor, state: list[torch.Tensor],
+             cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h, s = self.inp.step(z, state[0])
+        h = self._conditioned(h, cond)
         new = [s]
         for b, st in zip(self.blocks, state[1:-1]):
             h, s = b.step(h, st)

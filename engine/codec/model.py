@@ -42,6 +42,8 @@ class CodecConfig:
     decoder_dim: int = 256  # istft decoder width ...
     decoder_blocks: int = 6  # ... and depth
     decoder_version: str = ""  # set when a decoder is retrained on frozen codes (version unchanged)
+    decoder_cond: int = 0  # istft decoder: semantic ids it also reads (their vocabulary; 0 = codes only) ...
+    decoder_cond_version: str = ""  # ... of this semantic tokenizer version
 
     def width(self, stage: int) -> int:
         """Channels after ``stage`` downsamplings."""
@@ -156,8 +158,14 @@ def make_decoder(cfg: CodecConfig) -> nn.Module:
     if cfg.decoder == "istft":
         from .istft import ISTFTDecoder
 
-        return ISTFTDecoder(cfg.dim, cfg.hop, cfg.decoder_dim, cfg.decoder_blocks)
+        return ISTFTDecoder(cfg.dim, cfg.hop, cfg.decoder_dim, cfg.decoder_blocks, cond_vocab=cfg.decoder_cond)
     return Decoder(cfg)
+
+
+def frame_ids(semantic_ids: torch.Tensor, n_frames: int, absent: int) -> torch.Tensor:
+    """25 Hz semantic ids [B, S] -> one per 50 Hz codec frame [B, n_frames] (each id twice; 'absent' past the end)."""
+    ids = semantic_ids.long().repeat_interleave(2, dim=-1)[:, :n_frames]
+    return nn.functional.pad(ids, (0, n_frames - ids.shape[-1]), value=absent)
 
 
 @dataclass
@@ -209,25 +217,39 @@ class Codec(nn.Module):
         """audio: [B, T] or [B, 1, T] at 24 kHz -> codes [B, K, ceil(T / hop)]."""
         return self.quantizer.encode(self.encoder(self._pad(audio)), n_q=n_q)
 
-    @torch.inference_mode()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, K, T] (any K <= n_q levels) -> audio [B, T * hop]."""
-        return self.decoder(self.quantizer.decode(codes))[:, 0]
+    @property
+    def conditioned(self) -> bool:
+        """Whether the decoder also reads semantic ids (``cond`` below: [B, T] per frame, the 25 Hz ids repeated
+        twice; None = absent, which it was trained to decode too)."""
+        return bool(self.cfg.decoder_cond)
+
+    def _decoder_kwargs(self, cond: torch.Tensor | None) -> dict:
+        return {"cond": cond} if self.conditioned else {}
 
     @torch.inference_mode()
-    def reconstruct(self, audio: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
-        """Round trip aligned with the input: audio [B, T] -> [B, T] (the decoder's delay removed)."""
+    def decode(self, codes: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """codes [B, K, T] (any K <= n_q levels) -> audio [B, T * hop]."""
+        return self.decoder(self.quantizer.decode(codes), **self._decoder_kwargs(cond))[:, 0]
+
+    @torch.inference_mode()
+    def reconstruct(self, audio: torch.Tensor, n_q: int | None = None, semantic=None) -> torch.Tensor:
+        """Round trip aligned with the input: audio [B, T] -> [B, T] (the decoder's delay removed). ``semantic``: the
+        SemanticTokenizer whose ids a conditioned decoder reads (computed from the same audio)."""
         audio = audio[:, 0] if audio.dim() == 3 else audio
         T = audio.shape[-1]
         codes = self.encode(nn.functional.pad(audio, (0, self.delay)), n_q=n_q)
-        return self.decode(codes)[:, self.delay: self.delay + T]
+        cond = None
+        if self.conditioned and semantic is not None:
+            cond = frame_ids(semantic.encode(audio), codes.shape[-1], self.cfg.decoder_cond)
+        return self.decode(codes, cond)[:, self.delay: self.delay + T]
 
     @torch.inference_mode()
-    def decode_step(self, codes: torch.Tensor, state: list[torch.Tensor] | None = None):
+    def decode_step(self, codes: torch.Tensor, state: list[torch.Tensor] | None = None,
+                    cond: torch.Tensor | None = None):
         """Streaming decode of a chunk of frames: returns (audio [B, Tc * hop], state for the next chunk)."""
         if state is None:
             state = self.decoder.init_state(codes.shape[0], codes.device)
-        y, state = self.decoder.step(self.quantizer.decode(codes), state)
+        y, state = self.decoder.step(self.quantizer.decode(codes), state, **self._decoder_kwargs(cond))
         return y[:, 0], state
 
     # ---- persistence

@@ -78,6 +78,10 @@ def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | No
 
     torch.set_num_threads(2)
     codec = Codec.load(model_dir)
+    semantic = None  # a decoder that reads semantic ids gets those of each clip (25 Hz x 9 bits: +225 bit/s)
+    if codec.conditioned:
+        from ..semantic import SemanticTokenizer
+        semantic = SemanticTokenizer.load(Path(model_dir).parent / "semantic")
     ds = CorpusDataset(corpus, "test", load_voice=True)
     idx = np.linspace(0, len(ds) - 1, min(n_clips, len(ds))).round().astype(int)
     sr = codec.sample_rate
@@ -93,14 +97,15 @@ def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | No
             dist[f"opus_{k}kbps"].append(float(mel_distance(xt, torch.from_numpy(opus_roundtrip(x, sr, k)))))
         codes = codec.encode(xt[None])
         codes_all.append(codes[0])
-        y8 = codec.reconstruct(xt[None])[0]  # aligned: the decoder's fixed delay removed
-        y4 = codec.reconstruct(xt[None], n_q=4)[0]
+        y8 = codec.reconstruct(xt[None], semantic=semantic)[0]  # aligned: the decoder's fixed delay removed
+        y4 = codec.reconstruct(xt[None], n_q=4, semantic=semantic)[0]
         dist["cantus_4kbps"].append(float(mel_distance(xt, y8)))
         dist["cantus_2kbps"].append(float(mel_distance(xt, y4)))
         _pitch_agreement(pitch["mix"], x, y8.numpy(), sr)
         if ex.voice is not None:
             v = resample(ex.voice, ex.voice_rate, sr).astype(np.float32)
-            _pitch_agreement(pitch["melody"], v, codec.reconstruct(torch.from_numpy(v)[None])[0].numpy(), sr)
+            rec = codec.reconstruct(torch.from_numpy(v)[None], semantic=semantic)[0].numpy()
+            _pitch_agreement(pitch["melody"], v, rec, sr)
     codes_all = torch.cat(codes_all, -1)  # [K, T]
     usage, perplexity = [], []
     for k in range(codes_all.shape[0]):
@@ -110,7 +115,7 @@ def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | No
         perplexity.append(float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())))
 
     speed = _speed(codec, onnx_dir)
-    return {"clips": len(idx), "mel_distance": {k: round(float(np.mean(v)), 4) for k, v in dist.items()},
+    return {"clips": len(idx), "semantic_ids": semantic is not None, "mel_distance": {k: round(float(np.mean(v)), 4) for k, v in dist.items()},
             "pitch_agreement": round(pitch["mix"][0] / max(1, pitch["mix"][1]), 4), "pitch_frames": pitch["mix"][1],
             "melody_pitch_agreement": round(pitch["melody"][0] / max(1, pitch["melody"][1]), 4),
             "melody_pitch_frames": pitch["melody"][1],

@@ -2,7 +2,8 @@
 
 ``export_codec(codec, dir)`` writes ``codec_encoder.onnx`` and ``codec_decoder.onnx``; ``OnnxCodec(dir)`` runs
 them with onnxruntime (CUDA execution provider when present, CPU otherwise) behind the same ``encode`` /
-``decode`` / ``decode_step`` interface as the torch model. Weight normalisation is folded before export.
+``decode`` / ``decode_step`` interface as the torch model. Weight normalisation is folded before export. A decoder
+that reads semantic ids (``Codec.conditioned``) takes them as a second input, ``semantic`` [B, frames].
 """
 from __future__ import annotations
 
@@ -47,9 +48,12 @@ class _StreamingDecoder(nn.Module):
         super().__init__()
         self.codec = codec
 
-    def forward(self, codes: torch.Tensor, *state: torch.Tensor):
+    def forward(self, codes: torch.Tensor, *inputs: torch.Tensor):
         z = self.codec.quantizer.decode(codes)
-        y, new = self.codec.decoder.step(z, list(state))
+        if self.codec.conditioned:
+            y, new = self.codec.decoder.step(z, list(inputs[1:]), cond=inputs[0])
+        else:
+            y, new = self.codec.decoder.step(z, list(inputs))
         return (y[:, 0], *new)
 
 
@@ -71,12 +75,17 @@ def export_codec(codec: Codec, directory: str | Path) -> Path:
             dyn[f"state_{i}"] = {1 if s.dim() == 3 and i in _lstm_indices(model) else 0: "batch"}
             dyn[f"new_state_{i}"] = dyn[f"state_{i}"]
         codes = torch.zeros(1, codec.cfg.n_q, 4, dtype=torch.int64)
-        torch.onnx.export(_StreamingDecoder(model), (codes, *state), str(d / DECODER), dynamo=False,
-                          input_names=["codes", *names], output_names=["audio", *[f"new_{n}" for n in names]],
-                          opset_version=17, dynamic_axes=dyn)
+        cond = []
+        if codec.conditioned:
+            cond = [torch.zeros(1, 4, dtype=torch.int64)]
+            dyn["semantic"] = {0: "batch", 1: "frames"}
+        torch.onnx.export(_StreamingDecoder(model), (codes, *cond, *state), str(d / DECODER), dynamo=False,
+                          input_names=["codes", *(["semantic"] if cond else []), *names],
+                          output_names=["audio", *[f"new_{n}" for n in names]], opset_version=17, dynamic_axes=dyn)
     meta = {"states": [list(s.shape[1:]) if i not in _lstm_indices(model) else [s.shape[0], s.shape[2]]
                        for i, s in enumerate(state)], "lstm_states": _lstm_indices(model),
-            "hop": hop, "sample_rate": codec.cfg.sample_rate, "n_q": codec.cfg.n_q, "version": codec.cfg.version}
+            "hop": hop, "sample_rate": codec.cfg.sample_rate, "n_q": codec.cfg.n_q, "version": codec.cfg.version,
+            "cond": codec.cfg.decoder_cond}
     (d / META).write_text(json.dumps(meta))
     return d
 
@@ -138,13 +147,18 @@ class OnnxCodec:
                 out.append(np.zeros((batch, *shape), np.float32))
         return out
 
-    def decode_step(self, codes: np.ndarray, state: list[np.ndarray] | None = None):
+    def decode_step(self, codes: np.ndarray, state: list[np.ndarray] | None = None, cond: np.ndarray | None = None):
+        """``cond`` [B, frames]: semantic ids per frame for a conditioned decoder (None: absent)."""
         codes = np.asarray(codes, dtype=np.int64)
         if codes.shape[1] < self.num_codebooks:  # the graph is exported with every level
             raise ValueError("the ONNX decoder takes all codebook levels; decode fewer levels with the torch model")
         state = state if state is not None else self.init_state(codes.shape[0])
-        out = self.dec.run(None, {"codes": codes, **{f"state_{i}": s for i, s in enumerate(state)}})
+        feed = {"codes": codes, **{f"state_{i}": s for i, s in enumerate(state)}}
+        if self.meta.get("cond"):
+            feed["semantic"] = (np.full(codes.shape[::2], self.meta["cond"], np.int64) if cond is None
+                                else np.asarray(cond, dtype=np.int64))
+        out = self.dec.run(None, feed)
         return out[0], out[1:]
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        return self.decode_step(codes)[0]
+    def decode(self, codes: np.ndarray, cond: np.ndarray | None = None) -> np.ndarray:
+        return self.decode_step(codes, None, cond)[0]

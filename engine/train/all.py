@@ -1,7 +1,7 @@
 """Rebuild every shipped model from nothing: ``python -m engine.train.all --runs runs --hours 10``.
 
 corpus -> codec -> MuLan -> MuLan text projection -> semantic tokenizer -> tokens -> codec decoder (iSTFT, on the
-frozen codes) -> semantic / coarse / fine stages -> evaluation report (which exports the ONNX graphs on first use),
+frozen codes, reading the semantic ids too) -> semantic / coarse / fine stages -> evaluation report (which exports the ONNX graphs on first use),
 each step a call of that model's own entry point. Every step is cached and resumable: the corpus build resumes from its parts (and skips
 finished ones), each trainer from its ``last.pt``, tokenisation skips files it has made. Budgets are wall-clock
 minutes per call (the defaults add up to 5 h of training; this command has not yet been run in one go);
@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     step("codec decoder", lambda: (  # frame-rate iSTFT decoder on the frozen codes the stages will learn
         train_codec_decoder.main(["--data", str(corpus), "--tokens", str(a.runs / "tokens"), "--init",
                                   str(a.assets / "codec"), "--out", str(a.runs / "codec_istft"), "--minutes",
-                                  str(a.decoder_minutes), "--final-lr", "1e-4"]),
+                                  str(a.decoder_minutes), "--final-lr", "1e-4", "--pitch-weight", "1",
+                                  "--semantic", str(a.assets / "semantic"), "--cond-lr-scale", "1"]),
         train_codec.main(["--ship", str(a.runs / "codec_istft" / "best"), "--assets", str(a.assets / "codec")])))
     for name, minutes in zip(("semantic", "coarse", "fine"), a.stage_minutes):
         common = [name, "--tokens", str(a.runs / "tokens"), "--out", str(a.runs / "stages"), "--assets", str(a.assets)]

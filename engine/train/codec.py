@@ -69,10 +69,11 @@ def _semitone_fb(n_fft: int, sr: int, lo: int = 48, hi: int = 108) -> torch.Tens
 
 
 @torch.no_grad()
-def valid_pitch(codec: Codec, clips: list[torch.Tensor]) -> float:
-    """Mean ``pitch_loss`` of full 8-level round trips."""
+def valid_pitch(codec: Codec, clips: list[torch.Tensor], semantic=None) -> float:
+    """Mean ``pitch_loss`` of full 8-level round trips (``semantic``: see ``Codec.reconstruct``)."""
     codec.eval()
-    d = [float(pitch_loss(x[None], codec.reconstruct(x[None])[:, :x.shape[-1]], codec.cfg.sample_rate)) for x in clips]
+    d = [float(pitch_loss(x[None], codec.reconstruct(x[None], semantic=semantic)[:, :x.shape[-1]],
+                          codec.cfg.sample_rate)) for x in clips]
     codec.train()
     return float(np.mean(d))
 
@@ -110,11 +111,11 @@ class CropSampler:
 
 
 @torch.inference_mode()
-def evaluate(model: Codec, clips: list[torch.Tensor]) -> dict:
+def evaluate(model: Codec, clips: list[torch.Tensor], semantic=None) -> dict:
     model.eval()
     res = {}
     for k in (4, 8):
-        d = [float(mel_distance(x, model.reconstruct(x[None], n_q=k)[0])) for x in clips]
+        d = [float(mel_distance(x, model.reconstruct(x[None], n_q=k, semantic=semantic)[0])) for x in clips]
         res[f"mel_{k}"] = float(np.mean(d))
     model.train()
     return res

@@ -11,6 +11,11 @@ the first 1-7 levels, so lower bitrates keep decoding. Every ``--eval-every`` st
 full round trips (``Codec.reconstruct``) on validation clips at 8 and 4 levels (plus, with ``--pitch-weight W``, their
 pitch loss, and the best is then the lowest mel_8 + W * pitch_8); the best is saved as a complete
 codec in ``OUT/best/`` (ship with ``python -m engine.train.codec --ship OUT/best``). Resumable from ``OUT/last.pt``.
+
+``--semantic DIR``: the decoder also reads the semantic ids of that tokenizer (``engine.codec.istft``, semantic
+conditioning), from the tokenize cache; ``--cond-dropout`` of the windows get none, so it still decodes without them
+(continuations of old clips, round trips without the tokenizer). Its embedding learns at ``--cond-lr-scale`` times
+the learning rate: it starts at zero while the rest starts trained.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..codec.model import Codec
+from ..codec.model import Codec, frame_ids
 from ..data.dataset import CorpusDataset
 from .codec import codec_loss, evaluate, pitch_loss, valid_pitch
 from .publish import save_best
@@ -35,11 +40,21 @@ from .publish import save_best
 class CodeWindows:
     """Aligned (codes, delayed audio) windows of the train split: codes from the tokenize cache, audio as int16."""
 
-    def __init__(self, data: str, tokens: Path, version: str, hop: int, progress: bool = True):
+    def __init__(self, data: str, tokens: Path, version: str, hop: int, progress: bool = True,
+                 semantic_version: str | None = None):
         path = tokens / f"codec-train-{version}.pt"
         if not path.exists():
             raise SystemExit(f"{path} is missing: run python -m engine.train.tokenize --data {data} --out {tokens}")
         blob = torch.load(path, weights_only=False)
+        self.semantic = None
+        if semantic_version is not None:
+            sp = tokens / f"semantic-train-{semantic_version}.pt"
+            if not sp.exists():
+                raise SystemExit(f"{sp} is missing: run python -m engine.train.tokenize --data {data} --out {tokens}")
+            sem = torch.load(sp, weights_only=False)
+            if sem["ids"] != blob["ids"]:
+                raise SystemExit(f"{sp} and {path} hold other clips: re-tokenise")
+            self.semantic = sem["tokens"].long()  # [N, S] at 25 Hz
         ds = CorpusDataset(data, "train")
         by_id = {r["id"]: i for i, r in enumerate(ds.records)}
         self.codes = blob["codes"].long()  # [N, K, F]
@@ -49,32 +64,52 @@ class CodeWindows:
             self.audio.append((np.clip(a, -1, 1) * 32767).astype(np.int16))
         self.hop = hop
 
-    def batch(self, rng: np.random.Generator, size: int, frames: int, delay: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, rng: np.random.Generator, size: int, frames: int, delay: int, cond_absent: int = 0,
+              cond_dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """-> codes [B, K, frames], the delayed audio, and (with semantic ids) one id per frame [B, frames],
+        all 'absent' (``cond_absent``) in a ``cond_dropout`` share of the windows."""
         n, _, F = self.codes.shape
         codes = torch.empty(size, self.codes.shape[1], frames, dtype=torch.long)
+        cond = None if self.semantic is None else torch.full((size, frames), cond_absent, dtype=torch.long)
         audio = np.zeros((size, frames * self.hop), dtype=np.float32)
         for b in range(size):
             i, s = int(rng.integers(n)), int(rng.integers(0, F - frames + 1))
             codes[b] = self.codes[i, :, s:s + frames]
+            if cond is not None and rng.random() >= cond_dropout:
+                ids = self.semantic[i, s // 2: (s + frames + 1) // 2 + 1]
+                cond[b] = frame_ids(ids[None], frames + s % 2, cond_absent)[0, s % 2:]
             lo = s * self.hop - delay  # output sample 0 of this window shows input sample lo
             a = self.audio[i][max(0, lo): lo + frames * self.hop].astype(np.float32) / 32767
             audio[b, max(0, -lo): max(0, -lo) + len(a)] = a
-        return codes, torch.from_numpy(audio)
+        return codes, torch.from_numpy(audio), cond
 
 
 def train(a: argparse.Namespace) -> dict:
     torch.manual_seed(a.seed)
     base = Codec.load(a.init)
+    semantic = None
+    if a.semantic:
+        from ..semantic import SemanticTokenizer
+        semantic = SemanticTokenizer.load(a.semantic)
     cfg = dataclasses.replace(base.cfg, decoder=a.decoder, decoder_dim=a.dim, decoder_blocks=a.blocks,
-                              decoder_version="")  # set when a best is saved; --init may carry one
+                              decoder_version="",  # set when a best is saved; --init may carry one
+                              decoder_cond=semantic.cardinality if semantic else 0,
+                              decoder_cond_version=semantic.cfg.version if semantic else "")
     codec = Codec(cfg, encoder=base.encoder, quantizer=base.quantizer)
+    if a.init_decoder:  # the decoder of --init as the start (a new semantic embedding stays at zero)
+        missing, unexpected = codec.decoder.load_state_dict(base.decoder.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("cond.") for k in missing):
+            raise SystemExit(f"--init's decoder does not fit: missing {missing}, unexpected {unexpected}")
     for p in [*codec.encoder.parameters(), *codec.quantizer.parameters()]:
         p.requires_grad_(False)
     dec = codec.decoder
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
-    opt = torch.optim.AdamW(dec.parameters(), lr=a.lr, betas=(0.8, 0.99), weight_decay=1e-4)
+    cond_params = list(dec.cond.parameters()) if getattr(dec, "cond", None) is not None else []
+    rest = [p for p in dec.parameters() if all(p is not q for q in cond_params)]
+    groups = [{"params": rest, "scale": 1.0}] + ([{"params": cond_params, "scale": a.cond_lr_scale}] if cond_params else [])
+    opt = torch.optim.AdamW(groups, lr=a.lr, betas=(0.8, 0.99), weight_decay=1e-4)
     step, best, history, trained_s = 0, float("inf"), [], 0.0
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
@@ -85,7 +120,8 @@ def train(a: argparse.Namespace) -> dict:
         step, best, history, trained_s = ck["step"], ck["best"], ck["history"], ck["trained_s"]
         print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
 
-    data = CodeWindows(a.data, Path(a.tokens), cfg.version, cfg.hop)
+    data = CodeWindows(a.data, Path(a.tokens), cfg.version, cfg.hop,
+                       semantic_version=semantic.cfg.version if semantic else None)
     valid = CorpusDataset(a.data, "valid")
     clips = [torch.from_numpy(valid[i].audio) for i in range(min(a.eval_clips, len(valid)))]
     frames = a.context + int(round(a.seconds * cfg.sample_rate / cfg.hop))
@@ -100,15 +136,15 @@ def train(a: argparse.Namespace) -> dict:
         lr = a.lr * min(1.0, (step + 1) / a.warmup)
         lr = lr + (a.final_lr - lr) * frac if a.final_lr is not None else lr
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["scale"]
         rng = np.random.default_rng([a.seed, step])
-        codes, target = data.batch(rng, a.batch, frames, dec.delay)
+        codes, target, cond = data.batch(rng, a.batch, frames, dec.delay, cfg.decoder_cond, a.cond_dropout)
         levels = torch.where(torch.from_numpy(rng.random(a.batch) < a.level_dropout),
                              torch.from_numpy(rng.integers(1, cfg.n_q, a.batch)), torch.full((a.batch,), cfg.n_q))
         keep = (torch.arange(cfg.n_q)[None] < levels[:, None])[:, :, None]
         with torch.no_grad():
             z = sum(codec.quantizer.levels[k].decode(codes[:, k]) * keep[:, k, :, None] for k in range(cfg.n_q))
-        y = dec(z.permute(0, 2, 1))[:, 0]
+        y = dec(z.permute(0, 2, 1), **codec._decoder_kwargs(cond))[:, 0]
         loss, parts = codec_loss(target[:, skip:], y[:, skip:], cfg.sample_rate)
         if a.pitch_weight:
             parts["pitch"] = pitch_loss(target[:, skip:], y[:, skip:], cfg.sample_rate)
@@ -124,10 +160,10 @@ def train(a: argparse.Namespace) -> dict:
         if step % a.eval_every == 0 or last:
             trained_s += time.time() - t0
             t0 = time.time()
-            m = evaluate(codec, clips)
+            m = evaluate(codec, clips, semantic)
             score = m["mel_8"]
             if a.pitch_weight:  # then the best trades mel against pitch as the training loss does
-                m["pitch_8"] = valid_pitch(codec, clips)
+                m["pitch_8"] = valid_pitch(codec, clips, semantic)
                 score += a.pitch_weight * m["pitch_8"]
             m.update(step=step, train_hours=round(trained_s / 3600, 3))
             history.append(m)
@@ -165,6 +201,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--level-dropout", type=float, default=0.25)
     ap.add_argument("--pitch-weight", type=float, default=0.0, help="weight of engine.train.codec.pitch_loss")
+    ap.add_argument("--semantic", default=None, help="semantic tokenizer whose ids the decoder also reads")
+    ap.add_argument("--cond-dropout", type=float, default=0.3, help="share of windows decoded without semantic ids")
+    ap.add_argument("--cond-lr-scale", type=float, default=5.0, help="learning-rate factor of the semantic embedding")
+    ap.add_argument("--init-decoder", action="store_true", help="start from --init's decoder instead of a new one")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-clips", type=int, default=16)
     ap.add_argument("--ckpt-every", type=int, default=100)
