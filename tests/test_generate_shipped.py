@@ -18,10 +18,10 @@ def cantus():
     return Cantus.load(ASSETS)
 
 
-@pytest.mark.xfail(strict=False, reason="measured 2026-11-27 (decoder reading the semantic ids): the audio's dominant "
-                   "pitch class matches the hum on 35.3% of frames vs 10.6% text-only (12 test hums), not yet the 45% "
-                   "the issue asks; before that decoder this 3-clip check passed for 3 of 4 seed offsets (0/10/20/30)")
 def test_the_generated_clip_follows_the_hummed_melody(cantus, tiny_corpus):
+    """With the hum, the hummed note is the audio's dominant pitch class far more often than with text alone.
+    Measured 2026-11-27 (decoder reading the semantic ids) for seed offsets 0/10/20/30: mean hit 0.48 / 0.30 /
+    0.37 / 0.32 with the hum, 2.7-11.9x text alone (12 test hums: 0.353 vs 0.106; the issue's target is 0.45)."""
     from engine.data.dataset import CorpusDataset
     from engine.eval.generation import melody_match
     ds = CorpusDataset(tiny_corpus, "train", load_voice=True)
@@ -33,7 +33,7 @@ def test_the_generated_clip_follows_the_hummed_melody(cantus, tiny_corpus):
         prompt = ex.captions[1]
         with_m.append(melody_match(cantus.generate(Request([Segment(prompt, 8.0)], s, melody=hum)), hum)[0])
         without.append(melody_match(cantus.generate(Request([Segment(prompt, 8.0)], s)), hum)[0])
-    assert np.mean(with_m) > 1.5 * np.mean(without), (with_m, without)
+    assert np.mean(with_m) > 2 * np.mean(without) and np.mean(with_m) > 0.25, (with_m, without)
 
 
 def test_the_shipped_generator_streams_real_audio(cantus):
