@@ -145,7 +145,7 @@ class Cantus:
         assert stages["semantic"].cfg.cond_vocabs[:2] in ((MELODY_VOCAB,), (MELODY_VOCAB, BEAT_VOCAB))
         self.versions = {**versions, "stages": {n: s.cfg.d_model for n, s in stages.items()}}
         self.text_cache: dict[str, torch.Tensor] = {}
-        self._ctx_memo = None  # (weak reference to the clip being continued, its context codes)
+        self._ctx_memo = None  # (weak reference to the clip being continued, its context: _context)
         self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
 
     @classmethod
@@ -233,11 +233,8 @@ class Cantus:
         ctx_codes = torch.zeros(8, 0, dtype=torch.long)
         ctx_sem = torch.zeros(0, dtype=torch.long)
         if req.continuation is not None:
-            a = _context_audio(req.continuation)
-            if a.shape[-1]:
-                ctx_codes = self._context_codes(req.continuation)
-                ctx_sem = self.semantic.encode(a)[0, : ctx_codes.shape[-1] // 2]
-                ctx_codes = ctx_codes[:, : 2 * len(ctx_sem)]
+            ctx = self._context(req.continuation)
+            ctx_codes, ctx_sem = ctx[:8], ctx[8, ::2]
         win, produced, w = int(WINDOW_S * CODEC_RATE), 0, 0
         while produced < total:
             n_ctx = ctx_codes.shape[-1]
@@ -317,12 +314,16 @@ class Cantus:
             return np.concatenate(list(self.decode_stream(iter([codes]), req)))
 
     @torch.inference_mode()
-    def _context_codes(self, clip: np.ndarray) -> torch.Tensor:
-        """Codes [8, n] of a continuation's context (``_context_audio``), encoded once per clip: the stages start
-        from them and the decoder warms up on them."""
+    def _context(self, clip: np.ndarray) -> torch.Tensor:
+        """A continuation's context (``_context_audio``) as [9, n], the layout ``code_stream`` yields: its codes and
+        each frame's semantic id, encoded once per clip. The stages start from them, the decoder warms up on them."""
         if self._ctx_memo is None or self._ctx_memo[0]() is not clip:
-            a = _context_audio(clip)
-            self._ctx_memo = (weakref.ref(clip), self.codec.encode(a)[0, :, : a.shape[-1] // 480])
+            a = _context_audio(clip)  # whole semantic frames, so n = 2 x the ids
+            ctx = torch.zeros(9, 0, dtype=torch.long)
+            if a.shape[-1]:
+                codes = self.codec.encode(a)[0, :, : a.shape[-1] // 480]
+                ctx = torch.cat([codes, frame_ids(self.semantic.encode(a), codes.shape[-1], self.semantic.cardinality)])
+            self._ctx_memo = (weakref.ref(clip), ctx)
         return self._ctx_memo[1]
 
     def _lead(self, req: Request) -> int:
@@ -336,13 +337,9 @@ class Cantus:
         length, so the original followed by the extension joins without repeating a note onset."""
         state, skip, left = None, 0, None
         if req.continuation is not None:
-            ctx = self._context_codes(req.continuation)
+            ctx = self._context(req.continuation)
             if ctx.shape[-1]:
-                ids = None
-                if self.codec.conditioned:
-                    ids = frame_ids(self.semantic.encode(_context_audio(req.continuation)), ctx.shape[-1],
-                                    self.semantic.cardinality)
-                _, state = self.decoder.decode_step(ctx[None], None, ids)
+                _, state = self.decoder.decode_step(ctx[None, :8], None, ctx[8:9])
                 skip = self.codec.delay
             left = int(round(min(req.settings.duration, sum(s.seconds for s in req.segments)) * CODEC_RATE / 2)) * 960
         for c in codes:  # [8, n] codes, or [9, n]: codes and each frame's semantic id (code_stream)

@@ -115,7 +115,8 @@ def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | No
         perplexity.append(float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())))
 
     speed = _speed(codec, onnx_dir)
-    return {"clips": len(idx), "semantic_ids": semantic is not None, "mel_distance": {k: round(float(np.mean(v)), 4) for k, v in dist.items()},
+    return {"clips": len(idx), "semantic_ids": semantic is not None,
+            "mel_distance": {k: round(float(np.mean(v)), 4) for k, v in dist.items()},
             "pitch_agreement": round(pitch["mix"][0] / max(1, pitch["mix"][1]), 4), "pitch_frames": pitch["mix"][1],
             "melody_pitch_agreement": round(pitch["melody"][0] / max(1, pitch["melody"][1]), 4),
             "melody_pitch_frames": pitch["melody"][1],

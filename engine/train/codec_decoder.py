@@ -42,18 +42,16 @@ class CodeWindows:
 
     def __init__(self, data: str, tokens: Path, version: str, hop: int, progress: bool = True,
                  semantic_version: str | None = None):
-        path = tokens / f"codec-train-{version}.pt"
-        if not path.exists():
-            raise SystemExit(f"{path} is missing: run python -m engine.train.tokenize --data {data} --out {tokens}")
-        blob = torch.load(path, weights_only=False)
+        def cached(path: Path) -> dict:
+            if not path.exists():
+                raise SystemExit(f"{path} is missing: run python -m engine.train.tokenize --data {data} --out {tokens}")
+            return torch.load(path, weights_only=False)
+        blob = cached(tokens / f"codec-train-{version}.pt")
         self.semantic = None
         if semantic_version is not None:
-            sp = tokens / f"semantic-train-{semantic_version}.pt"
-            if not sp.exists():
-                raise SystemExit(f"{sp} is missing: run python -m engine.train.tokenize --data {data} --out {tokens}")
-            sem = torch.load(sp, weights_only=False)
+            sem = cached(tokens / f"semantic-train-{semantic_version}.pt")
             if sem["ids"] != blob["ids"]:
-                raise SystemExit(f"{sp} and {path} hold other clips: re-tokenise")
+                raise SystemExit(f"the cached semantic ids and codec codes in {tokens} are of other clips: re-tokenise")
             self.semantic = sem["tokens"].long()  # [N, S] at 25 Hz
         ds = CorpusDataset(data, "train")
         by_id = {r["id"]: i for i, r in enumerate(ds.records)}
@@ -76,8 +74,7 @@ class CodeWindows:
             i, s = int(rng.integers(n)), int(rng.integers(0, F - frames + 1))
             codes[b] = self.codes[i, :, s:s + frames]
             if cond is not None and rng.random() >= cond_dropout:
-                ids = self.semantic[i, s // 2: (s + frames + 1) // 2 + 1]
-                cond[b] = frame_ids(ids[None], frames + s % 2, cond_absent)[0, s % 2:]
+                cond[b] = frame_ids(self.semantic[i:i + 1], F, cond_absent)[0, s:s + frames]
             lo = s * self.hop - delay  # output sample 0 of this window shows input sample lo
             a = self.audio[i][max(0, lo): lo + frames * self.hop].astype(np.float32) / 32767
             audio[b, max(0, -lo): max(0, -lo) + len(a)] = a
@@ -106,10 +103,10 @@ def train(a: argparse.Namespace) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
-    cond_params = list(dec.cond.parameters()) if getattr(dec, "cond", None) is not None else []
-    rest = [p for p in dec.parameters() if all(p is not q for q in cond_params)]
-    groups = [{"params": rest, "scale": 1.0}] + ([{"params": cond_params, "scale": a.cond_lr_scale}] if cond_params else [])
-    opt = torch.optim.AdamW(groups, lr=a.lr, betas=(0.8, 0.99), weight_decay=1e-4)
+    named = list(dec.named_parameters())  # the semantic embedding ("cond.*") learns at --cond-lr-scale x lr
+    groups = [{"params": [p for n, p in named if not n.startswith("cond.")], "scale": 1.0},
+              {"params": [p for n, p in named if n.startswith("cond.")], "scale": a.cond_lr_scale}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=a.lr, betas=(0.8, 0.99), weight_decay=1e-4)
     step, best, history, trained_s = 0, float("inf"), [], 0.0
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
