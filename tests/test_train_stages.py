@@ -36,3 +36,43 @@ def test_tokenise_train_ship_and_generate(tiny_corpus, tiny_assets, tmp_path):
                        "--steps", "3", "--d-model", "32", "--n-layer", "1", "--n-head", "2"]) == 0
     audio = Cantus.load(assets).generate(Request([Segment("a waltz", 1.0)], Settings(duration=1.0)))
     assert audio.shape == (24_000,) and np.isfinite(audio).all()
+
+
+def test_a_grown_corpus_tokenises_only_its_new_clips(tiny_corpus, tiny_assets, score_paths, tmp_path, monkeypatch):
+    """Doubling the corpus (``build --hours`` into the same folder) must not re-encode the clips already cached:
+    with real models that is ~40 min per 10 h. The result equals tokenising the grown corpus from scratch."""
+    from engine.codec import Codec
+    from engine.data.build import build
+    from engine.train import mulan as train_mulan
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    versions = {"codec": "tiny-c", "mulan": "tiny-m", "semantic": "tiny-s"}
+
+    def tokenise(out):
+        assert tokenize.main(["--data", str(corpus), "--features", str(out / "feats"), "--out", str(out),
+                              "--codec", str(tiny_assets / "codec"), "--mulan", str(tiny_assets / "mulan"),
+                              "--semantic", str(tiny_assets / "semantic"), "--splits", "train"]) == 0
+        return tokenize.load(out, "train", versions)
+
+    before = tokenise(tmp_path / "tok")
+    encoded, sentences = [], []
+    real_encode, real_sentences = Codec.encode, train_mulan.encode_sentences
+    monkeypatch.setattr(Codec, "encode", lambda self, a: encoded.append(1) or real_encode(self, a))
+    monkeypatch.setattr(train_mulan, "encode_sentences",
+                        lambda s, **kw: sentences.extend(s) or real_sentences(s, **kw))
+    build(2 * 24 * 10 / 3600, corpus, seed=3, workers=1, cache=None, score_paths=score_paths, progress=False)
+    after = tokenise(tmp_path / "tok")
+    n_old, n_new = len(before["ids"]), len(after["ids"]) - len(before["ids"])
+    assert n_new > 0 and after["ids"][:n_old] == before["ids"], "the grown corpus keeps its clips, in order"
+    assert len(encoded) == n_new, "only the new clips go through the codec"
+    assert len(sentences) == n_new * after["mulan_text"].shape[1], "only the new clips' captions are embedded"
+    for key in ("codec", "semantic", "mulan_audio", "mulan_text", "melody"):
+        assert after[key].shape[0] == n_old + n_new
+        assert (after[key][:n_old] == before[key]).all(), key
+    monkeypatch.setattr(Codec, "encode", real_encode)
+    monkeypatch.setattr(train_mulan, "encode_sentences", real_sentences)
+    scratch = tokenise(tmp_path / "scratch")
+    for key in ("codec", "semantic", "mulan_audio", "melody"):
+        assert (scratch[key] == after[key]).all(), key
+    assert (scratch["mulan_text"] == after["mulan_text"]).float().mean() > 0.95  # MiniLM batches differ in rounding

@@ -49,6 +49,11 @@ class CorpusDataset:
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def ids(self) -> list[str]:
+        """Clip ids in index order, without reading any audio (caches are keyed by them)."""
+        return [r["id"] for r in self.records]
+
     def __getitem__(self, i: int) -> Example:
         r = self.records[i]
         ex = Example(r["id"], load_audio(self.root / r["audio"], SAMPLE_RATE), SAMPLE_RATE, r["caption"],
@@ -103,6 +108,10 @@ class ExternalDataset:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def ids(self) -> list[str]:
+        return [path.stem for path, _ in self.rows]
 
     def __getitem__(self, i: int) -> Example:
         path, row = self.rows[i]
