@@ -257,6 +257,7 @@ class Cantus:
                 cond1[0, 0, j0:] = melody[first + j0:first + W // 2][: W // 2 - j0]
             if len(st1.cfg.cond_vocabs) > 1 and bpms[seg_i] is not None:
                 cond1[0, 1, j0:] = beat_grid(bpms[seg_i], W // 2 - j0, first + j0)
+            melody_row = cond1[:, :1]  # [1, 1, W // 2]: the hum (or 'absent') where the window's ids are
             if guided:
                 cond1 = torch.cat([cond1, _uncond(st1, cond1)])
             sem = StageSampler(st1, pre, cond1, W // 2, s.params("semantic"), gens[0], ctx_sem[None])
@@ -269,6 +270,8 @@ class Cantus:
             sem_frames = frame_ids(sem_ids[None], W, self.semantic.cardinality)  # [1, W]
             # stages 2 and 3 interleaved: fine step s needs coarse frames up to s + 2
             cond2 = sem_ids[None, None]
+            if len(self.stages["coarse"].cfg.cond_vocabs) > 1:  # a coarse stage that reads the melody as well
+                cond2 = torch.cat([cond2, melody_row], 1)
             if guided:
                 cond2 = torch.cat([cond2, _uncond(self.stages["coarse"], cond2)])
             coarse = StageSampler(self.stages["coarse"], pre, cond2, W, s.params("coarse"), gens[1], ctx_codes[:4])

@@ -172,3 +172,41 @@ def test_a_decoder_that_reads_semantic_ids_gets_the_ones_the_semantic_stage_drew
     (tmp_path / "a" / "codec" / "codec.json").write_text(json.dumps(cfg))
     with pytest.raises(RuntimeError, match="semantic ids"):
         Cantus.load(tmp_path / "a", backend="torch")
+
+
+def test_a_coarse_stage_that_reads_the_melody_gets_the_hum_where_the_semantic_stage_does(tiny_assets, tmp_path,
+                                                                                        monkeypatch):
+    """``default_config(..., melody=True)``: the hum reaches the acoustic tokens directly, aligned with the semantic
+    ids of each window (long form included), and guidance's unconditional branch drops it with the text."""
+    import shutil
+
+    import engine.generate as G
+    from engine.lm.model import StageLM
+    from engine.lm.stages import default_config
+    shutil.copytree(tiny_assets, tmp_path / "a")
+    old = StageLM.load(tmp_path / "a" / "stages", "coarse")
+    torch.manual_seed(3)
+    new = StageLM(default_config("coarse", 16, codec_size=32, mulan_size=8, melody=True, d_model=32, n_layer=1,
+                                 n_head=2, version=old.cfg.version))
+    new.save(tmp_path / "a" / "stages")
+    seen = []
+
+    class Spy(G.StageSampler):
+        def __init__(self, model, prefix, cond, *a, **k):
+            seen.append((model.cfg.name, cond.clone()))
+            super().__init__(model, prefix, cond, *a, **k)
+    monkeypatch.setattr(G, "StageSampler", Spy)
+    hum = np.repeat(np.arange(1, 13), 20)  # a 9.6 s scale at 25 Hz
+    for backend in ("onnx", "torch"):
+        seen.clear()
+        audio = Cantus.load(tmp_path / "a", backend=backend).generate(_req(12.0, seed=4, melody=hum))
+        assert audio.shape == (12 * 24_000,) and np.isfinite(audio).all()
+        sem = [c for name, c in seen if name == "semantic"]
+        coarse = [c for name, c in seen if name == "coarse"]
+        assert len(coarse) == 2, "two windows"
+        for s, c in zip(sem, coarse):
+            assert c.shape[:2] == (2, 2) and torch.equal(c[0, 1], s[0, 0]), "the hum, as the semantic stage has it"
+            assert (c[1] == torch.tensor([16, 13])[:, None]).all(), "guidance's other branch: no ids, no hum"
+        assert torch.equal(coarse[0][0, 1], torch.as_tensor(np.resize(hum, 250))), "the first window: the hum from its start, repeated"
+    plain = Cantus.load(tmp_path / "a").generate(_req(3.0, seed=4))
+    assert plain.shape == (3 * 24_000,)

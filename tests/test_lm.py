@@ -163,21 +163,37 @@ def test_guidance_training_drops_the_aligned_streams_with_the_prefix():
     assert (null & ~gone).any()
 
 
-def test_fine_tuning_init_adds_a_stream_without_changing_the_model():
+@pytest.mark.parametrize("name", ["semantic", "coarse"])
+def test_fine_tuning_init_adds_a_stream_without_changing_the_model(name):
+    """The stream an older stage lacks (the semantic stage's beat grid, the coarse stage's melody) starts at zero."""
     from engine.train.stage import init_from
-    old_cfg = default_config("semantic", 16, mulan_size=8, d_model=32, n_layer=2, n_head=2)
-    old_cfg.cond_vocabs = old_cfg.cond_vocabs[:1]  # a stage from before the beat grid
+    sizes = dict(codec_size=32, mulan_size=8, d_model=32, n_layer=2, n_head=2)
+    new_cfg = default_config(name, 16, melody=name == "coarse", **sizes)
+    old_cfg = default_config(name, 16, **sizes)
+    old_cfg.cond_vocabs = new_cfg.cond_vocabs[:1]
     torch.manual_seed(0)
-    old = StageLM(old_cfg).eval()
-    new = _tiny("semantic")
+    old, new = StageLM(old_cfg).eval(), StageLM(new_cfg).eval()
     init_from(new, old)
-    x = torch.randint(0, 16, (2, 1, 30))
+    T = 30
+    x = torch.randint(0, new_cfg.vocab, (2, new_cfg.n_codebooks, T))
     prefix = torch.randint(0, 8, (2, 12))
-    mel = torch.randint(0, 13, (2, 1, 30))
+    cond = torch.stack([torch.randint(0, v + 1, (2, T // new_cfg.cond_ratio)) for v in new_cfg.cond_vocabs], 1)
     with torch.inference_mode():
-        want = old(x, prefix, mel)
-        got = new(x, prefix, torch.cat([mel, beat_grid(100.0, 30).expand(2, 1, -1)], 1))
-    assert torch.allclose(want, got, atol=1e-6)
+        assert torch.allclose(old(x, prefix, cond[:, :1]), new(x, prefix, cond), atol=1e-6)
+
+
+def test_a_coarse_stage_that_reads_the_melody_gets_the_clips_tune_and_learns_without_it_too():
+    cfg = default_config("coarse", 16, codec_size=32, mulan_size=8, melody=True, d_model=32, n_layer=1, n_head=2)
+    assert cfg.cond_vocabs == (16, 13)
+    tok = _tokens(256)
+    tok["melody"] = torch.randint(1, 13, (256, 25)).repeat_interleave(10, 1)  # notes held for 0.4 s, like a tune
+    b = make_batch(cfg, tok, torch.arange(256), torch.Generator().manual_seed(1), train=False)
+    assert torch.equal(b["cond"][:, 1], tok["melody"]) and torch.equal(b["cond"][:, 0], tok["semantic"])
+    b = make_batch(cfg, tok, torch.arange(256), torch.Generator().manual_seed(1))
+    absent = (b["cond"][:, 1] == 13).all(-1)
+    assert 0.2 < absent.float().mean() < 0.5, "about 30% of examples without a melody (prompts without a hum)"
+    kept = ~absent & (b["cond"][:, 1, -1] != 13)  # neither dropped nor started late
+    assert (b["cond"][kept, 1] == tok["melody"][kept]).float().mean() > 0.7, "a tracker-like noisy copy of the tune"
 
 
 def test_noisy_melody_stays_mostly_right():

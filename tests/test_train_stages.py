@@ -6,8 +6,10 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from engine.generate import Cantus, Request, Segment, Settings
+from engine.lm.model import StageLM
 from engine.train import stage, tokenize
 
 
@@ -36,6 +38,14 @@ def test_tokenise_train_ship_and_generate(tiny_corpus, tiny_assets, tmp_path):
                        "--steps", "3", "--d-model", "32", "--n-layer", "1", "--n-head", "2"]) == 0
     audio = Cantus.load(assets).generate(Request([Segment("a waltz", 1.0)], Settings(duration=1.0)))
     assert audio.shape == (24_000,) and np.isfinite(audio).all()
+    # the coarse stage fine-tuned to read the melody as well, from the one just shipped
+    args = ["coarse", "--tokens", str(toks), "--out", str(tmp_path / "melody"), "--assets", str(assets), "--steps",
+            "2", "--d-model", "32", "--n-layer", "1", "--n-head", "2", "--batch", "2", "--melody", "--init",
+            str(assets / "stages")]
+    assert stage.main(args) == 0
+    assert StageLM.load(tmp_path / "melody" / "coarse" / "best", "coarse").cfg.cond_vocabs == (16, 13)
+    with pytest.raises(SystemExit):
+        stage.main(["semantic"] + args[1:])
 
 
 def test_a_grown_corpus_tokenises_only_its_new_clips(tiny_corpus, tiny_assets, score_paths, tmp_path, monkeypatch):

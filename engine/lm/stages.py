@@ -4,7 +4,8 @@
 | -------- | ---------------------------- | --------------- | ------------------------------------- |
 | semantic | semantic ids, 25 Hz (K = 1)  | 12 MuLan tokens | melody tokens (13 = absent) and beat   |
 |          |                              |                 | phase (4 = absent), both 25 Hz        |
-| coarse   | codec levels 1-4, 50 Hz      | 12 MuLan tokens | semantic ids, 25 Hz (ratio 2)         |
+| coarse   | codec levels 1-4, 50 Hz      | 12 MuLan tokens | semantic ids, 25 Hz (ratio 2); with    |
+|          |                              |                 | ``melody=True`` the melody tokens too |
 | fine     | codec levels 5-8, 50 Hz      | 12 MuLan tokens | codec levels 1-4, 50 Hz               |
 
 Training prefixes are MuLan *audio* tokens half of the time and the *text* tokens of one of the clip's captions the
@@ -42,13 +43,17 @@ def beat_grid(bpm: float, n_frames: int, start: int = 0) -> torch.Tensor:
     return torch.floor(t * float(bpm) / 60.0 % 1.0 * 4).long().clamp(0, 3)
 
 
-def default_config(name: str, n_semantic: int, codec_size: int = 1024, mulan_size: int = 1024, **kw) -> StageConfig:
+def default_config(name: str, n_semantic: int, codec_size: int = 1024, mulan_size: int = 1024, melody: bool = False,
+                   **kw) -> StageConfig:
+    """``melody``: the coarse stage also reads the melody tokens (the hum reaches the acoustic tokens directly, not
+    only through the semantic ids the semantic stage drew)."""
     common = dict(prefix_len=12, prefix_vocab=mulan_size, **kw)
     if name == "semantic":
         return StageConfig(name=name, n_codebooks=1, vocab=n_semantic, cond_vocabs=(MELODY_VOCAB, BEAT_VOCAB),
                            cond_ratio=1, max_steps=CLIP_FRAMES, cond_dropout=0.5, **common)
     if name == "coarse":
-        return StageConfig(name=name, n_codebooks=4, vocab=codec_size, cond_vocabs=(n_semantic,), cond_ratio=2,
+        return StageConfig(name=name, n_codebooks=4, vocab=codec_size,
+                           cond_vocabs=(n_semantic, MELODY_VOCAB) if melody else (n_semantic,), cond_ratio=2,
                            max_steps=CODEC_FRAMES + 3, cond_dropout=0.67, **common)
     if name == "fine":
         return StageConfig(name=name, n_codebooks=4, vocab=codec_size, cond_vocabs=(codec_size,) * 4, cond_ratio=1,
@@ -85,12 +90,15 @@ def make_batch(cfg: StageConfig, tok: dict, idx: torch.Tensor, g: torch.Generato
         prefix[use_text] = tok["mulan_text"][idx, text_pick][use_text]
         null = torch.rand(B, generator=g) < P_NULL_PREFIX
         prefix[null] = cfg.prefix_vocab
-    if cfg.name == "semantic":
-        out = tok["semantic"][idx][:, None]  # [B, 1, 250]
+    def melody() -> torch.Tensor:
         mel = noisy_melody(tok["melody"][idx], g) if train else tok["melody"][idx]
         if train:
             mel[torch.rand(B, generator=g) < P_NO_MELODY] = MELODY_VOCAB
-        streams = [mel]
+        return mel
+
+    if cfg.name == "semantic":
+        out = tok["semantic"][idx][:, None]  # [B, 1, 250]
+        streams = [melody()]
         if len(cfg.cond_vocabs) > 1:  # a stage trained before the beat grid has the melody stream only
             beat = torch.stack([beat_grid(float(tok["tempo"][i]), out.shape[-1]) for i in idx.tolist()])
             if train:
@@ -99,6 +107,8 @@ def make_batch(cfg: StageConfig, tok: dict, idx: torch.Tensor, g: torch.Generato
         cond, ratio = torch.stack(streams, 1), 1
     elif cfg.name == "coarse":
         out, cond, ratio = tok["codec"][idx, :4], tok["semantic"][idx][:, None], 2
+        if len(cfg.cond_vocabs) > 1:
+            cond = torch.cat([cond, melody()[:, None]], 1)
     else:
         out, cond, ratio = tok["codec"][idx, 4:8], tok["codec"][idx, :4], 1
     if train and cfg.cond_dropout:

@@ -7,8 +7,8 @@ warm-up, progress bar, validation loss and per-codebook accuracy every ``--eval-
 it into ``assets/stages`` when it beats the shipped one. Runs under ``torchrun`` (gradients all-reduced).
 
 ``--init DIR`` starts from a trained stage of the same size (fine-tuning): its weights are loaded by name, and a
-conditioning stream the old stage did not have (the semantic stage's beat grid) starts as a zero embedding, so
-the fine-tuned model begins exactly where the old one was.
+conditioning stream the old stage did not have (the semantic stage's beat grid, the coarse stage's melody with
+``--melody``) starts as a zero embedding, so the fine-tuned model begins exactly where the old one was.
 """
 from __future__ import annotations
 
@@ -93,8 +93,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--init", type=Path, default=None, help="start from the stage in this folder (fine-tuning)")
+    ap.add_argument("--melody", action="store_true", help="coarse: read the melody tokens as well as the semantic ids")
     ap.add_argument("--ship", action="store_true")
     a = ap.parse_args(argv)
+    if a.melody and a.stage != "coarse":
+        ap.error("--melody is for the coarse stage (the semantic stage always reads the melody)")
     if a.threads:
         torch.set_num_threads(a.threads)
     out = a.out / a.stage
@@ -120,7 +123,7 @@ def main(argv=None) -> int:
     sizes = {"n_semantic": json.loads((a.assets / "semantic" / "semantic.json").read_text())["n_tokens"],
              "codec_size": json.loads((a.assets / "codec" / "codec.json").read_text())["codebook_size"],
              "mulan_size": json.loads((a.assets / "mulan" / "mulan.json").read_text())["token_size"]}
-    cfg = default_config(a.stage, **sizes, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head, dropout=a.dropout,
+    cfg = default_config(a.stage, **sizes, melody=a.melody, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head, dropout=a.dropout,
                          version=json.dumps(versions, sort_keys=True))
     torch.manual_seed(a.seed)
     model = StageLM(cfg)
