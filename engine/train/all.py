@@ -75,6 +75,7 @@ def main(argv=None) -> int:
         train_codec.main(["--ship", str(a.runs / "codec_istft" / "best"), "--assets", str(a.assets / "codec")])))
     for name, minutes in zip(("semantic", "coarse", "fine"), a.stage_minutes):
         common = [name, "--tokens", str(a.runs / "tokens"), "--out", str(a.runs / "stages"), "--assets", str(a.assets)]
+        common += ["--melody"] if name == "coarse" else []  # as shipped since session 13: the hum reaches it directly
         step(f"{name} stage", lambda c=common, m=minutes: (train_stage.main(c + ["--minutes", str(m)]),
                                                            train_stage.main(c + ["--ship"])))
     from ..eval.report import main as report_main
