@@ -207,6 +207,7 @@ def test_a_coarse_stage_that_reads_the_melody_gets_the_hum_where_the_semantic_st
         for s, c in zip(sem, coarse):
             assert c.shape[:2] == (2, 2) and torch.equal(c[0, 1], s[0, 0]), "the hum, as the semantic stage has it"
             assert (c[1] == torch.tensor([16, 13])[:, None]).all(), "guidance's other branch: no ids, no hum"
-        assert torch.equal(coarse[0][0, 1], torch.as_tensor(np.resize(hum, 250))), "the first window: the hum from its start, repeated"
+        first = torch.as_tensor(np.resize(hum, 250))
+        assert torch.equal(coarse[0][0, 1], first), "the first window: the hum from its start, repeated"
     plain = Cantus.load(tmp_path / "a").generate(_req(3.0, seed=4))
     assert plain.shape == (3 * 24_000,)

@@ -50,7 +50,8 @@ def test_tokenise_train_ship_and_generate(tiny_corpus, tiny_assets, tmp_path):
 
 def test_a_grown_corpus_tokenises_only_its_new_clips(tiny_corpus, tiny_assets, score_paths, tmp_path, monkeypatch):
     """Doubling the corpus (``build --hours`` into the same folder) must not re-encode the clips already cached:
-    with the real codec, 10 h of train clips took 21 min to encode here. The result equals tokenising the grown corpus from scratch."""
+    with the real codec, 10 h of train clips took 21 min to encode here. The result equals tokenising the grown
+    corpus from scratch."""
     from engine.codec import Codec
     from engine.data.build import build
     from engine.train import mulan as train_mulan

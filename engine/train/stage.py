@@ -123,8 +123,8 @@ def main(argv=None) -> int:
     sizes = {"n_semantic": json.loads((a.assets / "semantic" / "semantic.json").read_text())["n_tokens"],
              "codec_size": json.loads((a.assets / "codec" / "codec.json").read_text())["codebook_size"],
              "mulan_size": json.loads((a.assets / "mulan" / "mulan.json").read_text())["token_size"]}
-    cfg = default_config(a.stage, **sizes, melody=a.melody, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head, dropout=a.dropout,
-                         version=json.dumps(versions, sort_keys=True))
+    cfg = default_config(a.stage, **sizes, melody=a.melody, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head,
+                         dropout=a.dropout, version=json.dumps(versions, sort_keys=True))
     torch.manual_seed(a.seed)
     model = StageLM(cfg)
     if a.init is not None:
