@@ -33,3 +33,19 @@ def test_diatonic_chords_are_in_key():
             allowed = {(tonic + s) % 12 for s in scale}
             for _, ch in diatonic_chords(tonic, mode):
                 assert set(ch.pitch_classes) <= allowed
+
+
+def test_a_clip_planned_on_bars_of_rest_still_gets_a_lead():
+    """A score part that waits for many bars: the planned excerpt can be all rest (it crashed the 40 h build)."""
+    from dataclasses import replace
+
+    from engine.data.arrange import arrange
+    from engine.data.melodies import Melody
+    from engine.data.plan import MelodyPool, plan_clip
+
+    spec, mel = plan_clip(3, 0, MelodyPool([]))
+    notes = [Note(67 + k, k * mel.beat_ql, mel.beat_ql) for k in range(4)]
+    notes.append(Note(72, 30 * mel.bar_ql, mel.bar_ql))  # a long rest, then one note in bar 31
+    waits = Melody("waits", "test", "waits", notes, mel.bar_ql, mel.beat_ql, mel.tonic, mel.mode)
+    arr = arrange(waits, replace(spec, start_bar=10))
+    assert len(arr.lead) >= 4  # the tune from its first note

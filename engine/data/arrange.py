@@ -222,6 +222,9 @@ def arrange(mel: Melody, spec: "ClipSpec") -> Arrangement:
     lead, voices = excerpt(mel, spec.start_bar, n_bars)
     intro = spec.intro_bars * mel.bar_ql
     lead = [Note(n.pitch, n.start + intro, n.dur) for n in lead if n.start + intro < n_bars * mel.bar_ql]
+    if not lead:  # the planned bars are all rest (a part that waits): start at the tune's first note, no intro
+        lead, voices = excerpt(mel, int(min(n.start for n in mel.notes) // mel.bar_ql), n_bars)
+        intro = 0.0
     voices = [[Note(n.pitch, n.start + intro, n.dur) for n in v] for v in voices]
 
     # mode, key and register
