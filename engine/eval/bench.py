@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     c.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     g = sub.add_parser("generate")
     g.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
-    g.add_argument("--clips", type=int, default=12)
+    g.add_argument("--clips", type=int, default=48)
     g.add_argument("--assets", default="assets")
     g.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
