@@ -36,7 +36,7 @@ def test_diatonic_chords_are_in_key():
 
 
 def test_a_clip_planned_on_bars_of_rest_still_gets_a_lead():
-    """A score part that waits for many bars: the planned excerpt can be all rest (it crashed the 40 h build)."""
+    """A score part that waits for many bars: the planned excerpt can be all rest (it crashed a corpus build)."""
     from dataclasses import replace
 
     from engine.data.arrange import arrange
