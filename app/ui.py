@@ -7,7 +7,9 @@ step. Every finished clip is saved to the library before it is shown; ``/?clip=<
 """
 from __future__ import annotations
 
+import atexit
 import random
+import shutil
 import tempfile
 
 import gradio as gr
@@ -25,7 +27,8 @@ HEADERS = ["id", "name", "seed", "seconds", "created"]
 
 
 def build(st: Studio) -> gr.Blocks:
-    downloads = tempfile.mkdtemp(prefix="cantus-dl-")
+    downloads = tempfile.mkdtemp(prefix="cantus-dl-")  # Gradio copies what it serves into its own cache
+    atexit.register(shutil.rmtree, downloads, ignore_errors=True)
 
     with gr.Blocks(title="Cantus") as demo:
         heard_state = gr.State(None)
