@@ -8,6 +8,7 @@ step. Every finished clip is saved to the library before it is shown; ``/?clip=<
 from __future__ import annotations
 
 import atexit
+import functools
 import random
 import shutil
 import tempfile
@@ -26,9 +27,15 @@ from .studio import EXAMPLES, Studio, UserError
 HEADERS = ["id", "name", "seed", "seconds", "created"]
 
 
+@functools.cache
+def _downloads() -> str:
+    """The folder for prepared downloads: made on first use (most runs never download), removed at exit."""
+    path = tempfile.mkdtemp(prefix="cantus-dl-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def build(st: Studio) -> gr.Blocks:
-    downloads = tempfile.mkdtemp(prefix="cantus-dl-")  # Gradio copies what it serves into its own cache
-    atexit.register(shutil.rmtree, downloads, ignore_errors=True)
 
     with gr.Blocks(title="Cantus") as demo:
         heard_state = gr.State(None)
@@ -149,7 +156,7 @@ def build(st: Studio) -> gr.Blocks:
                 raise gr.Error("generate or pick a clip first")
             try:
                 clip = st.library.get(cid)
-                return str(export(st.library.audio(cid), SAMPLE_RATE, clip.meta, f, downloads))
+                return str(export(st.library.audio(cid), SAMPLE_RATE, clip.meta, f, _downloads()))
             except (LibraryError, ExportError) as e:
                 raise gr.Error(str(e))
 
@@ -192,7 +199,7 @@ def build(st: Studio) -> gr.Blocks:
                 data = st.library.export_bundle(_need(cid))
             except LibraryError as e:
                 raise gr.Error(str(e))
-            path = f"{downloads}/cantus-{cid}.zip"
+            path = f"{_downloads()}/cantus-{cid}.zip"
             with open(path, "wb") as fh:
                 fh.write(data)
             return path
