@@ -4,6 +4,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from engine.codec import Codec
 from engine.export.codec_onnx import OnnxCodec, export_codec
@@ -34,7 +35,23 @@ def test_onnx_encoder_matches_torch(pair):
     ref = m.encode(x).numpy()
     got = o.encode(x.numpy())
     assert got.shape == ref.shape
-    assert (got == ref).mean() > 0.99  # float reordering may flip a near-tie, nothing more
+    assert (got == ref).mean() > 0.95
+    # float reordering may flip a near-tie, nothing more: where a frame's codes first differ, the two codes are
+    # (almost) equally near torch's residual; the flip then changes that frame's later residuals, so they may differ
+    with torch.no_grad():
+        z = m.encoder(nn.functional.pad(x, (0, (-x.shape[-1]) % m.cfg.hop))[:, None])
+        residual = z.permute(0, 2, 1).reshape(-1, z.shape[1])
+        same = np.ones(ref.shape[0] * ref.shape[2], bool)
+        for k, level in enumerate(m.quantizer.levels):
+            a, b = (torch.from_numpy(c[:, k].reshape(-1)) for c in (ref, got))
+            flip = torch.from_numpy(same) & (a != b)
+            if flip.any():
+                z_e = level.in_proj(residual[flip])
+                d_a = (z_e - level.codebook(a[flip])).pow(2).sum(-1)
+                d_b = (z_e - level.codebook(b[flip])).pow(2).sum(-1)
+                assert torch.all((d_b - d_a).abs() <= 1e-3 * d_a + 1e-6), (k, d_a, d_b)
+            same &= (a == b).numpy()
+            residual = residual - level.decode(a)
 
 
 def test_onnx_streaming_decoder_matches_torch_batch(pair):
