@@ -84,12 +84,13 @@ def test_reconstruct_is_aligned_with_the_input(model):
 
 
 def test_istft_decoder_is_causal_and_its_inverse_dft_is_exact():
-    from engine.codec.istft import ISTFTDecoder, inverse_dft_basis
+    from engine.codec.istft import InverseRDFT, ISTFTDecoder
 
-    spec = torch.randn(3, 481, dtype=torch.complex64)
-    spec[:, 0], spec[:, -1] = spec[:, 0].real, spec[:, -1].real
-    ref = torch.fft.irfft(spec, n=960) * torch.hann_window(960)
-    assert torch.allclose(torch.cat([spec.real, spec.imag], -1) @ inverse_dft_basis(960), ref, atol=1e-5)
+    for n_fft in (1920, 960, 320, 2 * 97):  # 40 x 48 (the shipped codec), 30 x 32, 16 x 20, 2 x 97
+        spec = torch.randn(2, 3, n_fft // 2 + 1, dtype=torch.complex64)
+        spec[..., 0], spec[..., -1] = spec[..., 0].real, spec[..., -1].real
+        ref = torch.fft.irfft(spec, n=n_fft) * torch.hann_window(n_fft)
+        assert torch.allclose(InverseRDFT(n_fft)(spec.real, spec.imag), ref, atol=1e-5), n_fft
     torch.manual_seed(0)
     dec = ISTFTDecoder(16, 480, dim=16, blocks=2).eval()
     assert dec.delay == 3 * 480

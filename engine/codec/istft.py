@@ -8,7 +8,7 @@ lookahead. The price is a fixed delay: output audio lags the encoded audio by ``
 (60 ms at 24 kHz), which training builds in (the loss compares the output with the input delayed by that much) and
 ``Codec.reconstruct`` removes for round trips.
 
-The inverse DFT is a matrix product with a fixed windowed basis (the same arithmetic in torch and ONNX, so parity is
+The inverse DFT is two small matrix products (``InverseRDFT``: the same arithmetic in torch and ONNX, so parity is
 exact up to float rounding); overlap-add is four shifted sums. Streaming state: the causal convolutions' past frames
 and the three hops of overlap-add tail.
 
@@ -68,16 +68,48 @@ class ConvNeXtBlock(nn.Module):
         return x + self._mix(self.dw(full)), full[..., full.shape[-1] - (self.kernel - 1):]
 
 
-def inverse_dft_basis(n_fft: int) -> torch.Tensor:
-    """[2F, n_fft] rows: Hann-windowed inverse real DFT of the real parts, then of the imaginary parts."""
-    F = n_fft // 2 + 1
-    k = torch.arange(F, dtype=torch.float64)[:, None]
-    n = torch.arange(n_fft, dtype=torch.float64)[None]
-    weight = torch.full((F, 1), 2.0, dtype=torch.float64)
-    weight[0] = weight[-1] = 1.0  # DC and Nyquist appear once in a real signal's spectrum
-    ang = 2 * math.pi * k * n / n_fft
-    win = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)[None]
-    return (torch.cat([weight * torch.cos(ang), -weight * torch.sin(ang)]) * win / n_fft).float()
+class InverseRDFT(nn.Module):
+    """Hann-windowed inverse real DFT: one-sided spectra (re, im) [..., n_fft/2 + 1] -> frames [..., n_fft], i.e.
+    ``irfft(re + i im, n_fft) * hann``, factored Cooley-Tukey style as n_fft = n1 x n2 into two small matrix products
+    (n1 + n2 multiply-adds per output sample and part instead of n_fft), so torch and ONNX run the same arithmetic.
+
+    With k = n2 k1 + k2 and n = m1 + n1 m2: x[n] = Re sum_k2 e^{2 pi i k2 n / N} sum_k1 c[k] e^{2 pi i k1 m1 / n1},
+    where c = re + i im, doubled except at DC and Nyquist: n2 DFTs of n1 points, a twiddle, n1 DFTs of n2 points.
+    Measured on the shipped decoder (n_fft 1920 = 40 x 48, 500 frames, 2 threads, onnxruntime): the dense basis
+    product took 20.6 ms of the 59 ms decode of 10 s."""
+
+    def __init__(self, n_fft: int):
+        super().__init__()
+        n1 = min((d for d in range(1, n_fft + 1) if n_fft % d == 0), key=lambda d: abs(d * d - n_fft))
+        n2 = n_fft // n1
+        self.n_fft, self.n1, self.n2, self.bins = n_fft, n1, n2, n_fft // 2 + 1
+        self.k1 = -(-self.bins // n2)  # rows of k1 holding a bin (the rest are zero)
+        weight = torch.full((self.bins,), 2.0, dtype=torch.float64)
+        weight[0] = weight[-1] = 1.0  # DC and Nyquist appear once in a real signal's spectrum
+        ang1 = 2 * math.pi * torch.outer(torch.arange(self.k1, dtype=torch.float64), torch.arange(n1)) / n1
+        # [re | im] over k1 -> [Re A | Im A] over m1, for each k2
+        m1 = torch.cat([torch.cat([ang1.cos(), ang1.sin()], 1), torch.cat([-ang1.sin(), ang1.cos()], 1)], 0)
+        tw = 2 * math.pi * torch.outer(torch.arange(n2, dtype=torch.float64), torch.arange(n1)) / n_fft  # [k2, m1]
+        ang2 = 2 * math.pi * torch.outer(torch.arange(n2, dtype=torch.float64), torch.arange(n2)) / n2  # [k2, m2]
+        m2 = torch.cat([ang2.cos(), -ang2.sin()], 0)  # (Re B | Im B) over k2 -> m2
+        win = torch.hann_window(n_fft, periodic=True, dtype=torch.float64).reshape(n2, n1) / n_fft  # [m2, m1]
+        self.register_buffer("weight", weight.float(), persistent=False)
+        self.register_buffer("m1", m1.float(), persistent=False)
+        self.register_buffer("twiddle", torch.stack([tw.cos(), tw.sin()]).float(), persistent=False)
+        self.register_buffer("m2", m2.float(), persistent=False)
+        self.register_buffer("window", win.float(), persistent=False)
+
+    def forward(self, re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+        lead = re.shape[:-1]
+        pad = self.k1 * self.n2 - self.bins
+        c = torch.cat([nn.functional.pad(re * self.weight, (0, pad)), nn.functional.pad(im * self.weight, (0, pad))], -1)
+        c = c.reshape(*lead, 2 * self.k1, self.n2).transpose(-1, -2)  # [..., k2, (re | im) over k1]
+        a = (c @ self.m1).reshape(*lead, self.n2, 2, self.n1)  # [..., k2, re/im, m1]
+        cos, sin = self.twiddle[0], self.twiddle[1]
+        b_re = a[..., 0, :] * cos - a[..., 1, :] * sin  # B = A e^{2 pi i k2 m1 / N}: [..., k2, m1]
+        b_im = a[..., 0, :] * sin + a[..., 1, :] * cos
+        x = torch.cat([b_re, b_im], -2).transpose(-1, -2) @ self.m2  # [..., m1, m2]
+        return (x.transpose(-1, -2) * self.window).reshape(*lead, self.n_fft)  # n = m1 + n1 m2
 
 
 class ISTFTDecoder(nn.Module):
@@ -97,7 +129,7 @@ class ISTFTDecoder(nn.Module):
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim) for _ in range(blocks))
         self.norm = _ChannelNorm(dim)
         self.head = nn.Conv1d(dim, 2 * self.bins, 1)
-        self.register_buffer("basis", inverse_dft_basis(self.n_fft), persistent=False)
+        self.idft = InverseRDFT(self.n_fft)
 
     @property
     def delay(self) -> int:
@@ -108,7 +140,7 @@ class ISTFTDecoder(nn.Module):
         out = self.head(self.norm(h)).transpose(1, 2)  # [B, T, 2F]
         log_mag, phase = out[..., : self.bins], out[..., self.bins:]
         mag = torch.exp(log_mag.clamp(max=6.0))
-        return torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1) @ self.basis
+        return self.idft(mag * torch.cos(phase), mag * torch.sin(phase))
 
     def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
         """[B, T, overlap * hop] -> [B, T + overlap - 1, hop]: frame t's k-th hop lands on block t + k."""
