@@ -71,7 +71,7 @@ class ConvNeXtBlock(nn.Module):
 class InverseRDFT(nn.Module):
     """Hann-windowed inverse real DFT: one-sided spectra (re, im) [..., n_fft/2 + 1] -> frames [..., n_fft], i.e.
     ``irfft(re + i im, n_fft) * hann``, factored Cooley-Tukey style as n_fft = n1 x n2 into two small matrix products
-    (n1 + n2 multiply-adds per output sample and part instead of n_fft), so torch and ONNX run the same arithmetic.
+    (about n1 + n2 multiply-adds per output sample instead of n_fft), so torch and ONNX run the same arithmetic.
 
     With k = n2 k1 + k2 and n = m1 + n1 m2: x[n] = Re sum_k2 e^{2 pi i k2 n / N} sum_k1 c[k] e^{2 pi i k1 m1 / n1},
     where c = re + i im, doubled except at DC and Nyquist: n2 DFTs of n1 points, a twiddle, n1 DFTs of n2 points.
@@ -101,8 +101,7 @@ class InverseRDFT(nn.Module):
 
     def forward(self, re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
         lead = re.shape[:-1]
-        pad = self.k1 * self.n2 - self.bins
-        c = torch.cat([nn.functional.pad(re * self.weight, (0, pad)), nn.functional.pad(im * self.weight, (0, pad))], -1)
+        c = nn.functional.pad(torch.stack([re, im], -2) * self.weight, (0, self.k1 * self.n2 - self.bins))
         c = c.reshape(*lead, 2 * self.k1, self.n2).transpose(-1, -2)  # [..., k2, (re | im) over k1]
         a = (c @ self.m1).reshape(*lead, self.n2, 2, self.n1)  # [..., k2, re/im, m1]
         cos, sin = self.twiddle[0], self.twiddle[1]

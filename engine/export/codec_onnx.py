@@ -130,9 +130,9 @@ def fold_pads(path: Path) -> int:
         if any(pads[:2] + pads[r:r + 2]) or len(users) != 1 or users[0].op_type != "Conv":
             continue  # pads batch or channels, or its output is used elsewhere
         conv = users[0]
-        old = [a for a in conv.attribute if a.name == "pads"]
         if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in conv.attribute):
             continue
+        old = [a for a in conv.attribute if a.name == "pads"]
         base = list(old[0].ints) if old else [0] * (2 * (r - 2))
         for a in old:
             conv.attribute.remove(a)
