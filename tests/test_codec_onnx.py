@@ -13,9 +13,11 @@ from .test_codec import TINY, TINY_ISTFT
 
 
 TINY_COND = dataclasses.replace(TINY_ISTFT, decoder_cond=16)  # reads semantic ids too
+TINY_PATCH = dataclasses.replace(TINY_ISTFT, encoder_patch=8, encoder_patch_channels=8)  # distilled encoder's shape
 
 
-@pytest.fixture(scope="module", params=[TINY, TINY_ISTFT, TINY_COND], ids=["conv", "istft", "istft-semantic"])
+@pytest.fixture(scope="module", params=[TINY, TINY_ISTFT, TINY_COND, TINY_PATCH],
+                ids=["conv", "istft", "istft-semantic", "istft-patch-encoder"])
 def pair(request, tmp_path_factory):
     torch.manual_seed(0)
     m = Codec(request.param)
@@ -69,11 +71,12 @@ def test_onnx_streaming_decoder_matches_torch_batch(pair):
     assert np.max(np.abs(got - ref)) < 1e-4
 
 
-def test_onnx_encoder_has_no_pad_copies(tmp_path):
+@pytest.mark.parametrize("cfg", [TINY, TINY_PATCH], ids=["full", "patch"])
+def test_onnx_encoder_has_no_pad_copies(tmp_path, cfg):
     """Every causal convolution's left padding is folded into the Conv (a Pad node copies the whole activation)."""
     import onnx
 
     torch.manual_seed(0)
-    d = export_codec(Codec(TINY).eval(), tmp_path)
+    d = export_codec(Codec(cfg).eval(), tmp_path)
     ops = [n.op_type for n in onnx.load(str(d / "codec_encoder.onnx")).graph.node]
     assert "Conv" in ops and "Pad" not in ops

@@ -36,6 +36,9 @@ class CodecConfig:
     codebook_size: int = 1024
     code_dim: int = 8  # dimension codes are looked up in (l2-normalised, DAC-style)
     lstm: bool = True
+    encoder_patch: int = 1  # > 1: a learned front end at sample_rate / patch replaces the leading encoder stages ...
+    encoder_patch_channels: int = 64  # ... (whose strides multiply to patch), this wide; see Encoder
+    encoder_version: str = ""  # set when the encoder is distilled (its codes approximate the version's)
     quantizer_dropout: float = 0.5
     version: str = "0"  # names the token space: stages trained on these codes check it
     decoder: str = "conv"  # "conv": mirrored transposed convolutions; "istft": engine.codec.istft (frame rate)
@@ -63,6 +66,19 @@ class CodecConfig:
             raise ValueError(f"unknown decoder {self.decoder!r}")
         if self.sample_rate % self.hop:
             raise ValueError(f"hop {self.hop} must divide sample rate {self.sample_rate}")
+        self.patch_stages  # validates encoder_patch
+
+    @property
+    def patch_stages(self) -> int:
+        """How many leading encoder stages the patch front end replaces (0 for the full SEANet stack)."""
+        if self.encoder_patch == 1:
+            return 0
+        prod = 1
+        for n, s in enumerate(self.strides, 1):
+            prod *= s
+            if prod == self.encoder_patch:
+                return n
+        raise ValueError(f"encoder_patch {self.encoder_patch} is not a product of leading strides {self.strides}")
 
 
 class _FrameLSTM(nn.Module):
@@ -78,11 +94,28 @@ class _FrameLSTM(nn.Module):
 
 
 class Encoder(nn.Module):
+    """[residual units -> ELU -> strided conv] per stride, LSTM, ELU -> conv to the latent.
+
+    With ``cfg.encoder_patch = p > 1`` the stages whose strides multiply to p are replaced by a front end that works
+    at sample_rate / p from the start: a stride-p convolution (kernel 2p) to ``encoder_patch_channels``, residual
+    units, ELU and a 1x1 convolution to the width the next stage expects. The full stack spends most of its time in
+    its first stages (many samples, few channels; ELU alone was 27% of the ONNX encoder); the patch front end is
+    distilled from a trained full encoder (``engine.train.codec_encoder``) and keeps every later layer, so its codes
+    live in the same token space."""
+
     def __init__(self, cfg: CodecConfig):
         super().__init__()
-        c = cfg.width(0)
-        layers: list[nn.Module] = [CausalConv1d(1, c, 7)]
-        for i, s in enumerate(cfg.strides):
+        n = cfg.patch_stages
+        if n:
+            f, c = cfg.encoder_patch_channels, cfg.width(n)
+            layers: list[nn.Module] = [CausalConv1d(1, f, 2 * cfg.encoder_patch, stride=cfg.encoder_patch)]
+            layers += [ResUnit(f, d) for d in cfg.dilations]
+            layers += [nn.ELU(), CausalConv1d(f, c, 1)]
+        else:
+            c = cfg.width(0)
+            layers = [CausalConv1d(1, c, 7)]
+        self.front_layers = len(layers)
+        for i, s in list(enumerate(cfg.strides))[n:]:
             layers += [ResUnit(c, d) for d in cfg.dilations]
             layers += [nn.ELU(), CausalConv1d(c, cfg.width(i + 1), 2 * s, stride=s)]
             c = cfg.width(i + 1)

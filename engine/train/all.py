@@ -1,7 +1,8 @@
 """Rebuild every shipped model from nothing: ``python -m engine.train.all --runs runs --hours 10``.
 
 corpus -> codec -> MuLan -> MuLan text projection -> semantic tokenizer -> tokens -> codec decoder (iSTFT, on the
-frozen codes, reading the semantic ids too) -> semantic / coarse / fine stages -> evaluation report (which exports
+frozen codes, reading the semantic ids too) -> codec encoder (a faster one distilled from it, same token space) ->
+semantic / coarse / fine stages -> evaluation report (which exports
 the ONNX graphs on first use), each step a call of that model's own entry point. Every step is cached and
 resumable: the corpus build resumes from its parts (and skips finished ones), each trainer from its ``last.pt``, tokenisation skips files it has made. Budgets are wall-clock
 minutes per call (the defaults add up to 5 h of training; this command has not yet been run in one go);
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from . import codec as train_codec
 from . import codec_decoder as train_codec_decoder
+from . import codec_encoder as train_codec_encoder
 from . import mulan_text as train_mulan_text
 from . import mulan as train_mulan
 from . import semantic as train_semantic
@@ -33,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--codec-minutes", type=float, default=90)
     ap.add_argument("--decoder-minutes", type=float, default=110)
+    ap.add_argument("--encoder-minutes", type=float, default=90)
     ap.add_argument("--mulan-minutes", type=float, default=40)
     ap.add_argument("--report", type=Path, default=Path("docs/eval"), help="where the evaluation report goes")
     ap.add_argument("--stage-minutes", type=float, nargs=3, default=[40, 90, 40], metavar=("SEM", "COARSE", "FINE"))
@@ -73,6 +76,16 @@ def main(argv=None) -> int:
                                   str(a.decoder_minutes), "--final-lr", "1e-4", "--pitch-weight", "1",
                                   "--semantic", str(a.assets / "semantic"), "--cond-lr-scale", "1"]),
         train_codec.main(["--ship", str(a.runs / "codec_istft" / "best"), "--assets", str(a.assets / "codec")])))
+
+    def distil_encoder():
+        from ..codec import Codec
+        if Codec.load(a.assets / "codec").cfg.encoder_patch != 1:
+            print("the shipped codec's encoder is already distilled", file=sys.stderr)
+            return
+        train_codec_encoder.main(["--teacher", str(a.assets / "codec"), "--data", str(corpus), "--out",
+                                  str(a.runs / "codec_encoder"), "--minutes", str(a.encoder_minutes)])
+        train_codec_encoder.main(["--ship", str(a.runs / "codec_encoder" / "best"), "--assets", str(a.assets / "codec")])
+    step("codec encoder", distil_encoder)
     for name, minutes in zip(("semantic", "coarse", "fine"), a.stage_minutes):
         common = [name, "--tokens", str(a.runs / "tokens"), "--out", str(a.runs / "stages"), "--assets", str(a.assets)]
         common += ["--melody"] if name == "coarse" else []  # as shipped since session 13: the hum reaches it directly
