@@ -299,6 +299,9 @@ def main(argv=None) -> int:
     res["machine"] = f"{platform.machine()}, {torch.get_num_threads()} threads"
     res["versions"] = {d: json.loads((Path(a.assets) / d / f"{d}.json").read_text()).get("version", "?")
                        for d in ("codec", "mulan", "semantic")}
+    codec_cfg = json.loads((Path(a.assets) / "codec" / "codec.json").read_text())
+    res["versions"].update({f"codec {part}": codec_cfg[f"{part}_version"] for part in ("encoder", "decoder")
+                            if codec_cfg.get(f"{part}_version")})
     res["versions"].update({f"{n} stage": f"{json.loads((Path(a.assets) / 'stages' / f'{n}.metrics.json').read_text())['step']} steps"
                             for n in ("semantic", "coarse", "fine") if (Path(a.assets) / "stages" / f"{n}.metrics.json").exists()})
     a.out.mkdir(parents=True, exist_ok=True)
