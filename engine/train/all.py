@@ -5,7 +5,8 @@ frozen codes, reading the semantic ids too) -> codec encoder (a faster one disti
 semantic / coarse / fine stages -> evaluation report (which exports
 the ONNX graphs on first use), each step a call of that model's own entry point. Every step is cached and
 resumable: the corpus build resumes from its parts (and skips finished ones), each trainer from its ``last.pt``, tokenisation skips files it has made. Budgets are wall-clock
-minutes per call (the defaults add up to 5 h of training; this command has not yet been run in one go);
+minutes per call (the ``--*-minutes`` defaults add up to 500 minutes; the MuLan text projection and the semantic
+tokenizer run to their own step limits; this command has not yet been run in one go);
 calling again after an interruption continues each trainer for another budget. On GPUs raise them or launch
 the same entry points under ``torchrun``. Shipping follows each trainer's rule (only a better model replaces the
 one in ``assets/``), so later steps train on whatever is shipped.
