@@ -19,7 +19,8 @@ whose codes agree with the teacher's most often (all levels) is kept as an fp16 
 clips while agreement rose from 0.64 to 0.72, so mel_8 could not tell the candidates apart. ``--ship OUT/best``
 writes it into ``--assets`` only if its mel_8 is within ``--tolerance`` of the teacher's on the same clips, and only
 if the codec there still has the quantizer and decoder the student was distilled with. Resumable from
-``OUT/last.pt``.
+``OUT/last.pt``; runs unchanged under ``torchrun`` (gradients averaged across ranks, each rank its own crops, all
+ranks stop at the same step).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from ..codec.model import Codec, CodecConfig
 from ..data.dataset import open_dataset
 from ..eval.metrics import mel_distance
 from .codec import CropSampler
+from .distributed import average_gradients, setup
 from .publish import save_best
 
 
@@ -109,7 +111,18 @@ def evaluate(student: Codec, clips: list[torch.Tensor], ref: dict) -> dict:
             "teacher_mel_8": ref["mel_8"], "valid_front_nmse": float(nmse(front, ref["front"]))}
 
 
+def _agreed_stop(stop: bool, world: int) -> bool:
+    """Under torchrun every rank must stop at the same step (each sees its own clock): stop when any rank would."""
+    if world > 1:
+        flag = torch.tensor([float(stop)])
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        stop = bool(flag.item())
+    return stop
+
+
 def train(a: argparse.Namespace) -> dict:
+    rank, world = setup()
+    device = f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,28 +148,29 @@ def train(a: argparse.Namespace) -> dict:
         opt.load_state_dict(ck["opt"])
         step, best, history, trained_s = ck["step"], ck["best"], ck["history"], ck["trained_s"]
         print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
-    teacher.eval()
-    student.train()
+    teacher.to(device).eval()
+    student.to(device).train()
 
-    sampler = CropSampler(open_dataset(a.data, "train"), a.seconds, a.seed)
+    sampler = CropSampler(open_dataset(a.data, "train"), a.seconds, a.seed, progress=rank == 0)
     valid = open_dataset(a.data, "valid")
-    clips = [torch.from_numpy(valid[i].audio) for i in range(min(a.eval_clips, len(valid)))]
+    clips = [torch.from_numpy(valid[i].audio).to(device) for i in range(min(a.eval_clips, len(valid)))]
     if not clips:
         raise SystemExit(f"{a.data} has no validation clips")
-    ref = teacher_reference(teacher, clips, cut_t)
+    ref = teacher_reference(teacher, clips, cut_t) if rank == 0 else None
 
     t_start = t0 = time.time()
     deadline = t_start + a.minutes * 60 if a.minutes else float("inf")
-    bar = tqdm(total=a.steps, initial=step, desc="codec encoder")
+    bar = tqdm(total=a.steps, initial=step, desc="codec encoder", disable=rank != 0)
     start_step = step
-    while step < a.steps and time.time() < deadline:
+    stop = _agreed_stop(time.time() >= deadline, world)
+    while step < a.steps and not stop:
         lr = a.lr
         if a.final_lr is not None:  # linear decay over this call's budget (--minutes, else --steps)
             frac = (time.time() - t_start) / (deadline - t_start) if a.minutes else (step - start_step) / max(
                 1, a.steps - start_step)
             lr = a.lr + (a.final_lr - a.lr) * min(1.0, frac)
         opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr, lr * a.back_lr_scale
-        x = sampler.batch(step, a.batch)[:, None]
+        x = sampler.batch(step, a.batch, rank)[:, None].to(device)
         if step < a.front_steps:  # the front end alone against the teacher's activation: 3-4x cheaper steps
             with torch.no_grad():
                 h_t = teacher.encoder.convs[:cut_t](x)
@@ -171,14 +185,16 @@ def train(a: argparse.Namespace) -> dict:
             loss = l_front + l_latent
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(student.encoder, world)
         torch.nn.utils.clip_grad_norm_(front + back, 1.0)
         opt.step()
         step += 1
         bar.update()
         l_front, l_latent = float(l_front.detach()), float(l_latent.detach())
         bar.set_postfix(front=f"{l_front:.4f}", latent=f"{l_latent:.4f}")
-        last = step >= a.steps or time.time() >= deadline
-        if step % a.eval_every == 0 or last:
+        stop = _agreed_stop(time.time() >= deadline, world)
+        last = step >= a.steps or stop
+        if rank == 0 and (step % a.eval_every == 0 or last):
             trained_s += time.time() - t0
             m = evaluate(student, clips, ref)
             m.update(step=step, front_nmse=l_front, latent_nmse=l_latent,
@@ -189,13 +205,13 @@ def train(a: argparse.Namespace) -> dict:
                 best = -m["agree_all"]
                 save_best(student, out, m)
             t0 = time.time()
-        if step % a.ckpt_every == 0 or last:
+        if rank == 0 and (step % a.ckpt_every == 0 or last):
             tmp = out / "last.tmp"
             torch.save({"model": student.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                         "history": history, "config": cfg, "trained_s": trained_s + time.time() - t0}, tmp)
             os.replace(tmp, ckpt_path)
     bar.close()
-    return {"step": step, "best_agree_all": -best}
+    return {"step": step, **({"best_agree_all": -best} if rank == 0 else {})}  # other ranks never evaluate
 
 
 def ship(best_dir: Path, assets: Path, tolerance: float) -> bool:
