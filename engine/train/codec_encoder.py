@@ -40,7 +40,7 @@ from ..codec.model import Codec, CodecConfig
 from ..data.dataset import open_dataset
 from ..eval.metrics import mel_distance
 from .codec import CropSampler
-from .distributed import average_gradients, setup
+from .distributed import agreed_stop, average_gradients, setup
 from .publish import save_best
 
 
@@ -111,15 +111,6 @@ def evaluate(student: Codec, clips: list[torch.Tensor], ref: dict) -> dict:
             "teacher_mel_8": ref["mel_8"], "valid_front_nmse": float(nmse(front, ref["front"]))}
 
 
-def _agreed_stop(stop: bool, world: int) -> bool:
-    """Under torchrun every rank must stop at the same step (each sees its own clock): stop when any rank would."""
-    if world > 1:
-        flag = torch.tensor([float(stop)])
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        stop = bool(flag.item())
-    return stop
-
-
 def train(a: argparse.Namespace) -> dict:
     rank, world = setup()
     device = f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
@@ -133,9 +124,8 @@ def train(a: argparse.Namespace) -> dict:
     cut_s = student.encoder.front_layers
     for p in list(student.quantizer.parameters()) + list(student.decoder.parameters()):
         p.requires_grad_(False)
-    front = [p for p in student.encoder.convs[:cut_s].parameters()]
-    back = [p for n, p in student.encoder.named_parameters()
-            if not any(p is q for q in front)]
+    front = list(student.encoder.convs[:cut_s].parameters())
+    back = [p for p in student.encoder.parameters() if all(p is not q for q in front)]
     opt = torch.optim.AdamW([{"params": front, "lr": a.lr}, {"params": back, "lr": a.lr * a.back_lr_scale}],
                             betas=(0.9, 0.99), weight_decay=0.0)
     cfg = dataclasses.asdict(student.cfg)
@@ -162,7 +152,7 @@ def train(a: argparse.Namespace) -> dict:
     deadline = t_start + a.minutes * 60 if a.minutes else float("inf")
     bar = tqdm(total=a.steps, initial=step, desc="codec encoder", disable=rank != 0)
     start_step = step
-    stop = _agreed_stop(time.time() >= deadline, world)
+    stop = agreed_stop(time.time() >= deadline, world)
     while step < a.steps and not stop:
         lr = a.lr
         if a.final_lr is not None:  # linear decay over this call's budget (--minutes, else --steps)
@@ -192,7 +182,7 @@ def train(a: argparse.Namespace) -> dict:
         bar.update()
         l_front, l_latent = float(l_front.detach()), float(l_latent.detach())
         bar.set_postfix(front=f"{l_front:.4f}", latent=f"{l_latent:.4f}")
-        stop = _agreed_stop(time.time() >= deadline, world)
+        stop = agreed_stop(time.time() >= deadline, world)
         last = step >= a.steps or stop
         if rank == 0 and (step % a.eval_every == 0 or last):
             trained_s += time.time() - t0

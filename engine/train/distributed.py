@@ -21,3 +21,13 @@ def average_gradients(model: torch.nn.Module, world: int) -> None:
             if p.grad is not None:
                 dist.all_reduce(p.grad)
                 p.grad /= world
+
+
+def agreed_stop(stop: bool, world: int) -> bool:
+    """A wall-clock budget under torchrun: each rank sees its own clock, but all must stop at the same step (else
+    the others wait forever in the next gradient all-reduce), so stop when any rank would."""
+    if world > 1:
+        flag = torch.tensor([float(stop)])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop = bool(flag.item())
+    return stop
