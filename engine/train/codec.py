@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ..codec.model import Codec, CodecConfig
 from ..data.dataset import open_dataset
 from ..eval.metrics import log_mel, mel_distance
-from .distributed import setup
+from .distributed import agreed_stop, setup
 from .publish import save_best
 
 LOSS_SCALES = ((128, 16), (256, 32), (512, 64), (1024, 80), (2048, 128))
@@ -153,18 +153,20 @@ def train(a: argparse.Namespace) -> dict:
     elif shipped is not None:  # fp16 -> fp32; the codebooks are already initialised
         model.load_state_dict(shipped.state_dict())
         print(f"initialised from {a.init}", file=sys.stderr)
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # unused parameters vary by step (no quantizer before --vq-warmup, quantizer dropout picks the levels)
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
 
     sampler = CropSampler(open_dataset(a.data, "train"), a.seconds, a.seed, progress=rank == 0)
     valid = open_dataset(a.data, "valid")
     clips = [torch.from_numpy(valid[i].audio) for i in range(min(a.eval_clips, len(valid)))]
 
-    t_start = time.time()
+    t_start, start_step = time.time(), step
     deadline = t_start + a.minutes * 60 if a.minutes else float("inf")
     bar = tqdm(total=a.steps, initial=step, desc="codec", disable=rank != 0)
     t0 = time.time()
     delay = model.delay  # output sample t + delay shows input sample t
-    while step < a.steps and time.time() < deadline:
+    stop = agreed_stop(time.time() >= deadline, world)
+    while step < a.steps and not stop:
         if a.final_lr is not None:
             frac = min(1.0, (time.time() - t_start) / (deadline - t_start)) if a.minutes else step / a.steps
             for g in opt.param_groups:
@@ -189,8 +191,9 @@ def train(a: argparse.Namespace) -> dict:
         step += 1
         bar.update()
         bar.set_postfix(mel=f"{parts['mel']:.3f}", sc=f"{parts['sc']:.3f}", commit=f"{float(o.commit_loss.detach()):.3f}",
-                        aps=f"{step and a.batch * a.seconds * world / max(1e-9, (time.time() - t0) / max(1, bar.n - bar.initial)):.1f}")
-        last = step >= a.steps or time.time() >= deadline
+                        aps=f"{(step - start_step) * a.batch * a.seconds * world / max(1e-9, time.time() - t_start):.1f}")
+        stop = agreed_stop(time.time() >= deadline, world)
+        last = step >= a.steps or stop
         if rank == 0 and (step % a.eval_every == 0 or last):
             trained_s += time.time() - t0
             t0 = time.time()

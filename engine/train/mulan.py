@@ -50,7 +50,7 @@ from ..mulan import evaluate
 from ..mulan.model import MuLan, MuLanConfig
 from ..mulan.text import encode_sentences
 from ..semantic import SemanticTokenizer
-from .distributed import average_gradients, setup
+from .distributed import agreed_stop, average_gradients, setup
 from .publish import save_best
 
 CROP = 200  # frames (8 s) per training example
@@ -186,7 +186,8 @@ def train(a: argparse.Namespace) -> dict:
     N, C = train_f["text"].shape[:2]
     deadline = time.time() + a.minutes * 60 if a.minutes else float("inf")
     bar = tqdm(total=a.steps, initial=step, desc="mulan", disable=rank != 0)
-    while step < a.steps and time.time() < deadline:
+    stop = agreed_stop(time.time() >= deadline, world)
+    while step < a.steps and not stop:
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 101 + rank)
         idx = torch.randperm(N, generator=g)[: a.batch]
         start = torch.randint(0, 250 - CROP + 1, (a.batch,), generator=g)
@@ -215,7 +216,8 @@ def train(a: argparse.Namespace) -> dict:
         step += 1
         bar.update()
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", temp=f"{float(model.log_temp.exp()):.1f}")
-        last = step >= a.steps or time.time() >= deadline
+        stop = agreed_stop(time.time() >= deadline, world)
+        last = step >= a.steps or stop
         if rank == 0 and (step % a.eval_every == 0 or last):
             m = score(model, valid_f)
             m["step"] = step

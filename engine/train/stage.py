@@ -28,7 +28,7 @@ from ..lm.model import StageLM, masked_loss
 from ..lm.stages import default_config, make_batch
 from ..mulan.model import MuLanConfig
 from .tokenize import load
-from .distributed import average_gradients, setup
+from .distributed import agreed_stop, average_gradients, setup
 from .publish import save_best
 
 
@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     deadline = time.time() + a.minutes * 60 if a.minutes else float("inf")
     bar = tqdm(total=a.steps, initial=step, desc=a.stage, disable=rank != 0)
     t0 = start = time.time()
-    while step < a.steps and time.time() < deadline:
+    stop = agreed_stop(time.time() >= deadline, world)
+    while step < a.steps and not stop:
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 97 + rank)
         idx = torch.randint(0, len(train_tok["ids"]), (a.batch,), generator=g)
         b = make_batch(cfg, train_tok, idx, g)
@@ -164,7 +165,8 @@ def main(argv=None) -> int:
         step += 1
         bar.update()
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        last = step >= a.steps or time.time() >= deadline
+        stop = agreed_stop(time.time() >= deadline, world)
+        last = step >= a.steps or stop
         if rank == 0 and (step % a.eval_every == 0 or last):
             trained_s += time.time() - t0
             t0 = time.time()
