@@ -45,6 +45,21 @@ def tiny_corpus(tmp_path_factory, score_paths) -> Path:
     return out
 
 
+def save_tiny_codec(path: Path, n_q: int = 8):
+    """A tiny random codec whose codebooks are initialised (as after training), saved to ``path``; -> the loaded copy."""
+    import torch
+
+    from engine.codec import Codec, CodecConfig
+
+    torch.manual_seed(0)
+    codec = Codec(CodecConfig(channels=4, max_channels=16, dim=16, n_q=n_q, codebook_size=32, version="tiny-v1"))
+    codec.train()
+    with torch.no_grad():
+        codec(torch.randn(2, 24_000) * 0.1)  # initialise the codebooks
+    codec.eval().save(path)
+    return Codec.load(path)
+
+
 def build_tiny_assets(root: Path) -> Path:
     """Random but consistent tiny models in the shipped layout: exercises the whole generator in seconds."""
     import json

@@ -11,18 +11,14 @@ from engine.codec import Codec, CodecConfig
 from engine.train import codec_decoder
 from engine.train.tokenize import codec_tokens
 
+from .conftest import save_tiny_codec
+
 ARGS = ["--dim", "16", "--blocks", "1", "--batch", "2", "--seconds", "0.2", "--context", "2", "--eval-every", "3",
         "--eval-clips", "2", "--ckpt-every", "2"]
 
 
 def test_decoder_retraining_keeps_the_codes(tiny_corpus, tmp_path, capsys):
-    torch.manual_seed(0)
-    old = Codec(CodecConfig(channels=4, max_channels=16, dim=16, n_q=8, codebook_size=32, version="tiny-v1"))
-    old.train()
-    with torch.no_grad():
-        old(torch.randn(2, 24_000) * 0.1)  # initialise the codebooks
-    old.eval().save(tmp_path / "init")
-    old = Codec.load(tmp_path / "init")
+    old = save_tiny_codec(tmp_path / "init")
     (tmp_path / "tokens").mkdir()
     codec_tokens(str(tiny_corpus), "train", old, tmp_path / "tokens")
 

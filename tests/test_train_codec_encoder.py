@@ -9,18 +9,15 @@ import torch
 from engine.codec import Codec, CodecConfig
 from engine.train import codec_encoder
 
+from .conftest import save_tiny_codec
+
 ARGS = ["--patch", "8", "--channels", "8", "--batch", "2", "--seconds", "0.2", "--eval-clips", "2",
         "--ckpt-every", "5", "--lr", "3e-3"]
 
 
 @pytest.fixture
 def teacher_dir(tmp_path):
-    torch.manual_seed(0)
-    teacher = Codec(CodecConfig(channels=4, max_channels=16, dim=16, n_q=4, codebook_size=32, version="tiny-v1"))
-    teacher.train()
-    with torch.no_grad():
-        teacher(torch.randn(2, 24_000) * 0.1)  # initialise the codebooks
-    teacher.eval().save(tmp_path / "teacher")
+    save_tiny_codec(tmp_path / "teacher", n_q=4)
     return tmp_path / "teacher"
 
 

@@ -3,6 +3,7 @@ budget: each rank reads its own clock, so unless the stop is agreed the ranks le
 still training waits forever in its gradient all-reduce."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ def torchrun(module: str, *args: str, timeout: float = 300) -> subprocess.Comple
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), "-m", module, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_codec_training_under_torchrun_stops_on_its_budget(tiny_corpus, tmp_path):

@@ -15,8 +15,11 @@ MEL_SCALES = ((512, 64), (1024, 80), (2048, 128))
 
 @functools.lru_cache(maxsize=16)
 def _mel(sr: int, n_fft: int, n_mels: int) -> torchaudio.transforms.MelSpectrogram:
-    return torchaudio.transforms.MelSpectrogram(sample_rate=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels,
-                                                power=2.0, center=True)
+    # cached for training losses too: its window and filters must not be inference tensors even when the first
+    # call comes from an evaluation under torch.inference_mode (autograd refuses those later)
+    with torch.inference_mode(False):
+        return torchaudio.transforms.MelSpectrogram(sample_rate=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels,
+                                                    power=2.0, center=True)
 
 
 def log_mel(x: torch.Tensor, sr: int, n_fft: int, n_mels: int) -> torch.Tensor:
