@@ -182,6 +182,34 @@ def test_fine_tuning_init_adds_a_stream_without_changing_the_model(name):
         assert torch.allclose(old(x, prefix, cond[:, :1]), new(x, prefix, cond), atol=1e-6)
 
 
+def test_fine_tuning_init_may_add_layers_and_factorise_the_prefix_without_changing_the_model():
+    from engine.train.stage import init_from
+    sizes = dict(codec_size=32, mulan_size=8, d_model=32, n_head=2)
+    torch.manual_seed(0)
+    old = StageLM(default_config("coarse", 16, n_layer=2, **sizes)).eval()
+    with torch.no_grad():  # tables in one 3-dimensional subspace, as trained tables nearly are
+        basis = torch.randn(3, 32)
+        for tab in old.prefix:
+            tab.weight.copy_(torch.randn(9, 3) @ basis)
+    T = 30
+    x, prefix = torch.randint(0, 32, (2, 4, T)), torch.randint(0, 9, (2, 12))
+    cond = torch.randint(0, 17, (2, 1, T // 2))
+    with torch.inference_mode():
+        ref = old(x, prefix, cond)
+    for rank, layers in ((3, 2), (32, 4), (0, 3)):
+        new = StageLM(default_config("coarse", 16, n_layer=layers, prefix_rank=rank, **sizes)).eval()
+        init_from(new, old)
+        assert sum(p.numel() for p in new.prefix.parameters()) == 12 * 9 * (rank or 32)
+        with torch.inference_mode():
+            assert torch.allclose(new(x, prefix, cond), ref, atol=1e-5), (rank, layers)
+    low = StageLM(default_config("coarse", 16, n_layer=2, prefix_rank=2, **sizes)).eval()
+    init_from(low, old)
+    with torch.inference_mode():
+        assert not torch.allclose(low(x, prefix, cond), ref, atol=1e-3), "rank 2 cannot hold rank-3 tables"
+    with pytest.raises(SystemExit, match="may only add layers"):
+        init_from(StageLM(default_config("coarse", 16, n_layer=1, **sizes)), old)
+
+
 def test_a_coarse_stage_that_reads_the_melody_gets_the_clips_tune_and_learns_without_it_too():
     cfg = default_config("coarse", 16, codec_size=32, mulan_size=8, melody=True, d_model=32, n_layer=1, n_head=2)
     assert cfg.cond_vocabs == (16, 13)

@@ -87,3 +87,21 @@ def test_a_grown_corpus_tokenises_only_its_new_clips(tiny_corpus, tiny_assets, s
     for key in ("codec", "semantic", "mulan_audio", "melody"):
         assert (scratch[key] == after[key]).all(), key
     assert (scratch["mulan_text"] == after["mulan_text"]).float().mean() > 0.95  # MiniLM batches differ in rounding
+
+
+def test_the_rebuild_command_trains_stages_of_the_shipped_shapes():
+    """``engine.train.all`` rebuilds the shipped stages from scratch; it must train the architecture that ships."""
+    from pathlib import Path
+
+    from engine.train.all import SHIPPED_SHAPES
+
+    shipped = Path(__file__).resolve().parent.parent / "assets" / "stages"
+    if not (shipped / "coarse.json").exists():
+        pytest.skip("no shipped stages")
+    for name, flags in SHIPPED_SHAPES.items():
+        cfg = json.loads((shipped / f"{name}.json").read_text())
+        args = dict(zip(flags, flags[1:]))
+        assert int(args.get("--d-model", 256)) == cfg["d_model"], name
+        assert int(args.get("--n-layer", 4)) == cfg["n_layer"], name
+        assert int(args.get("--prefix-rank", 0)) == cfg.get("prefix_rank", 0), name
+        assert ("--melody" in flags) == (name == "coarse" and len(cfg["cond_vocabs"]) == 2), name

@@ -1,5 +1,7 @@
 """Benchmarks, ``python -m engine.eval.bench WHAT [--corpus DIR] [--clips N] [--append BENCHMARKS.md]``:
-``codec [--model DIR]``, ``generate [--assets DIR]`` (``engine.eval.generation``) and ``melody``.
+``codec [--model DIR]``, ``generate [--assets DIR]`` (``engine.eval.generation``), ``compare --b DIR [--a DIR]
+[--rows FILE]`` (generate's quality measures for two asset folders on the same prompts, hums and seeds, with paired
+differences: how a candidate model is judged before it replaces a shipped one) and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
@@ -213,6 +215,14 @@ def main(argv=None) -> int:
     g.add_argument("--clips", type=int, default=48)
     g.add_argument("--assets", default="assets")
     g.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    p = sub.add_parser("compare")
+    p.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    p.add_argument("--clips", type=int, default=48)
+    p.add_argument("--a", default="assets", help="the reference asset folder (its MuLan judges both)")
+    p.add_argument("--b", required=True, help="the candidate asset folder")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
+    p.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
     m.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     m.add_argument("--clips", type=int, default=100)
@@ -221,6 +231,19 @@ def main(argv=None) -> int:
     if a.what == "melody":
         r = bench_melody(a.corpus, a.clips)
         text = markdown_melody(r)
+    elif a.what == "compare":
+        from tqdm import tqdm
+
+        from . import generation
+        bar = tqdm(total=a.clips, desc="clips")
+        full = generation.compare_assets(a.corpus, a.clips, a.a, a.b, a.seconds,
+                                         progress=lambda n, total: bar.update(1))
+        bar.close()
+        if a.rows:
+            a.rows.write_text(json.dumps(full, indent=1))
+        r = full["summary"]
+        text = generation.markdown_compare(full, a.a, a.b, f"{platform.machine()}, {torch.get_num_threads()} threads",
+                                           str(date.today()))
     elif a.what == "generate":
         from . import generation
         r = generation.bench_generation(a.corpus, a.clips, a.assets)

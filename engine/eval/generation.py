@@ -1,4 +1,6 @@
-"""Generation benchmark: ``python -m engine.eval.bench generate [--clips N] [--append BENCHMARKS.md]``.
+"""Generation benchmark: ``python -m engine.eval.bench generate [--clips N] [--append BENCHMARKS.md]``, and its
+paired form ``python -m engine.eval.bench compare --b CANDIDATE [--a assets]`` (the quality measures below for two
+asset folders on the same prompts, hums and seeds, with the per-clip differences' mean and standard error).
 
 - Speed, in one process, both backends: start-up (load + warm-up), then medians of 3 warm generations of 10 s
   (real-time factor, seconds to the first streamed chunk) and the onnxruntime/torch ratio; peak resident memory
@@ -32,7 +34,7 @@ import torch
 from .. import spectral
 from ..data.dataset import CorpusDataset
 from ..generate import Cantus, GenerationError, Request, Segment, Settings
-from ..melody import melody_from_audio
+from ..melody import MelodyError, melody_from_audio
 
 
 def _chroma(audio: np.ndarray) -> np.ndarray:
@@ -99,50 +101,120 @@ def standard_error(values) -> float | None:
     return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None
 
 
+TEMPO_IN_PROMPT = re.compile(r"(\d{2,3}) ?(?:bpm|beats per minute)")
+
+
+def bench_prompts(corpus: Path, n_clips: int) -> tuple[CorpusDataset, list[int]]:
+    """The test split (with the voice-like renditions) and the ``n_clips`` clips the bench uses, evenly spread."""
+    ds = CorpusDataset(corpus, "test", load_voice=True)
+    return ds, list(range(0, len(ds), max(1, len(ds) // n_clips)))[:n_clips]
+
+
+def clip_hum(ex) -> np.ndarray | None:
+    """The melody tokens the app's hum path tracks in the clip's voice-like rendition (None: no tune found)."""
+    try:
+        return melody_from_audio(ex.voice, ex.voice_rate).tokens
+    except MelodyError:
+        return None
+
+
+def clip_measures(model: Cantus, judge, ex, hum: np.ndarray | None, seed: int, seconds: float) -> dict:
+    """One test clip's measures for ``model``: its short caption as the prompt (seed ``seed``), judged by the MuLan
+    ``judge``. -> {"real", "mcc", "tempo", "tempo_real"} and, with a hum (``clip_hum``), {"hum", "hum_cos", "text",
+    "text_cos"}: the dominant-pitch-class hit rate and chroma cosine with the melody and with text alone."""
+    caption = ex.captions[1]  # the short caption: the kind of prompt people type
+    text = judge.embed_text([caption])[0]
+    bpm = ex.tags["tempo"]
+    s = Settings(duration=seconds, seed=seed)
+    plain = model.generate(Request([Segment(caption, seconds)], s))
+    row = {"real": float(judge.embed_audio(ex.audio, 24_000) @ text), "mcc": float(judge.embed_audio(plain, 24_000) @ text),
+           "tempo_real": _tempo_ok(ex.audio, bpm)}
+    timed = plain if TEMPO_IN_PROMPT.search(caption.lower()) else \
+        model.generate(Request([Segment(f"{caption}, at {bpm} bpm", seconds)], s))
+    row["tempo"] = _tempo_ok(timed, bpm)
+    if hum is None:
+        return row
+    try:
+        with_m = model.generate(Request([Segment(caption, seconds)], s, melody=hum))
+    except GenerationError:
+        return row
+    row["hum"], row["hum_cos"], _ = melody_match(with_m, hum)
+    row["text"], row["text_cos"], _ = melody_match(plain, hum)
+    return row
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    v = [float(r[key]) for r in rows if key in r]
+    return float(np.nanmean(v)) if v else None
+
+
 def bench_generation(corpus: Path, n_clips: int, assets: str = "assets", seconds: float = 10.0) -> dict:
     res = speed(assets, seconds)  # peak memory includes both backends' models
     model = Cantus.load(assets)
     model.warm_up()
-    ds = CorpusDataset(corpus, "test", load_voice=True)
-    picks = list(range(0, len(ds), max(1, len(ds) // n_clips)))[:n_clips]
-    mcc_gen, mcc_real, hits_m, hits_t, cos_m, cos_t, tempo, tempo_real = [], [], [], [], [], [], [], []
-    for i in picks:
-        ex = ds[i]
-        caption = ex.captions[1]  # the short caption: the kind of prompt people type
-        text = model.mulan.embed_text([caption])[0]
-        mcc_real.append(float(model.mulan.embed_audio(ex.audio, 24_000) @ text))
-        try:
-            hum = melody_from_audio(ex.voice, ex.voice_rate).tokens
-        except Exception:
-            hum = None
-        s = Settings(duration=seconds, seed=i)
-        plain = model.generate(Request([Segment(caption, seconds)], s))
-        mcc_gen.append(float(model.mulan.embed_audio(plain, 24_000) @ text))
-        bpm = ex.tags["tempo"]
-        if re.search(r"(\d{2,3}) ?(?:bpm|beats per minute)", caption.lower()):
-            tempo.append(_tempo_ok(plain, bpm))
-        else:
-            tempo.append(_tempo_ok(model.generate(Request([Segment(f"{caption}, at {bpm} bpm", seconds)], s)), bpm))
-        tempo_real.append(_tempo_ok(ex.audio, bpm))
-        if hum is not None:
-            try:
-                with_m = model.generate(Request([Segment(caption, seconds)], s, melody=hum))
-            except GenerationError:
-                continue
-            h, c, _ = melody_match(with_m, hum)
-            ht, ct, _ = melody_match(plain, hum)
-            hits_m.append(h), cos_m.append(c), hits_t.append(ht), cos_t.append(ct)
-    res.update(n_clips=len(picks), mcc_generated=float(np.mean(mcc_gen)), mcc_real=float(np.mean(mcc_real)),
-               mcc_ratio=float(np.mean(mcc_gen) / np.mean(mcc_real)),
-               mcc_ratio_se=None if len(picks) < 2 else standard_error(mcc_gen) / float(np.mean(mcc_real)),
-               melody_hit=float(np.nanmean(hits_m)) if hits_m else None,
-               melody_hit_se=standard_error(hits_m),
-               melody_hit_text_only=float(np.nanmean(hits_t)) if hits_t else None,
-               melody_chroma_cos=float(np.nanmean(cos_m)) if cos_m else None,
-               melody_chroma_cos_text_only=float(np.nanmean(cos_t)) if cos_t else None,
-               melody_clips=len(hits_m), tempo_within_8pct=float(np.mean(tempo)) if tempo else None,
-               tempo_within_8pct_real=float(np.mean(tempo_real)) if tempo_real else None, tempo_prompts=len(tempo))
+    ds, picks = bench_prompts(corpus, n_clips)
+    rows = [clip_measures(model, model.mulan, ds[i], clip_hum(ds[i]), i, seconds) for i in picks]
+    real = _mean(rows, "real")
+    hums = [r for r in rows if "hum" in r]
+    res.update(n_clips=len(rows), mcc_generated=_mean(rows, "mcc"), mcc_real=real,
+               mcc_ratio=_mean(rows, "mcc") / real,
+               mcc_ratio_se=None if len(rows) < 2 else standard_error([r["mcc"] for r in rows]) / real,
+               melody_hit=_mean(hums, "hum"), melody_hit_se=standard_error([r["hum"] for r in hums]),
+               melody_hit_text_only=_mean(hums, "text"), melody_chroma_cos=_mean(hums, "hum_cos"),
+               melody_chroma_cos_text_only=_mean(hums, "text_cos"), melody_clips=len(hums),
+               tempo_within_8pct=_mean(rows, "tempo"), tempo_within_8pct_real=_mean(rows, "tempo_real"),
+               tempo_prompts=len(rows))
     return res
+
+
+PAIRED = ("mcc", "hum", "text", "tempo")
+
+
+def compare_assets(corpus: Path, n_clips: int, a: str, b: str, seconds: float = 10.0, progress=None) -> dict:
+    """Two asset folders on the same test prompts, hums and seeds, judged by folder ``a``'s MuLan: each measure's
+    mean and standard error for both, and the mean and standard error of the per-clip difference b - a (far
+    smaller than either's own spread: clips differ much more than models do). -> {"summary", "rows"}."""
+    models = {"a": Cantus.load(a), "b": Cantus.load(b)}
+    for m in models.values():
+        m.warm_up()
+    judge = models["a"].mulan
+    ds, picks = bench_prompts(corpus, n_clips)
+    rows = []
+    for n, i in enumerate(picks):
+        ex = ds[i]
+        hum, row = clip_hum(ex), {"clip": i}
+        for k, m in models.items():
+            row.update({f"{key}_{k}": v for key, v in clip_measures(m, judge, ex, hum, i, seconds).items()})
+        rows.append(row)
+        if progress:
+            progress(n + 1, len(picks))
+    real = _mean(rows, "real_a")
+    res = {"clips": len(rows), "mcc_real": real}
+    for key in PAIRED:
+        for k in ("a", "b"):
+            v = [float(r[f"{key}_{k}"]) for r in rows if f"{key}_{k}" in r]
+            res[f"{key}_{k}"] = (float(np.nanmean(v)) if v else None, standard_error(v))
+        d = [float(r[f"{key}_b"]) - float(r[f"{key}_a"]) for r in rows if f"{key}_a" in r]
+        res[f"{key}_diff"] = (float(np.nanmean(d)) if d else None, standard_error(d))
+    res["mcc_ratio"] = {k: res[f"mcc_{k}"][0] / real for k in ("a", "b")}
+    return {"summary": res, "rows": rows}
+
+
+def markdown_compare(r: dict, a: str, b: str, machine: str, day: str) -> str:
+    def f(pair, scale=1.0):
+        m, se = pair
+        return "n/a" if m is None else f"{m * scale:.3f}" + ("" if se is None else f" ± {se * scale:.3f}")
+    names = {"mcc": "MuLan cycle consistency (ratio to the real clips)", "hum": "dominant pitch class = hummed",
+             "text": "the same, text only", "tempo": "tempo within 8% of the prompt's BPM"}
+    s = r["summary"]
+    lines = [f"\n## Paired comparison — {day}, {machine}\n",
+             f"`{a}` (a) vs `{b}` (b), {s['clips']} test prompts, the same hums and seeds; MCC of the real clips "
+             f"{s['mcc_real']:.3f}.\n", "| measure | a | b | b - a, paired |", "| --- | --- | --- | --- |"]
+    for key in PAIRED:
+        scale = 1 / s["mcc_real"] if key == "mcc" else 1.0
+        lines.append(f"| {names[key]} | {f(s[key + '_a'], scale)} | {f(s[key + '_b'], scale)} | "
+                     f"{f(s[key + '_diff'], scale)} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(r: dict, machine: str, day: str) -> str:

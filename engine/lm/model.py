@@ -34,6 +34,7 @@ class StageConfig:
     vocab: int = 512
     prefix_len: int = 12
     prefix_vocab: int = 1024
+    prefix_rank: int = 0  # > 0: each prefix position's table is this wide, one shared projection to d_model
     cond_vocabs: tuple[int, ...] = ()  # one per aligned stream; each table has one extra id: "absent"
     cond_ratio: int = 1  # output steps per conditioning frame
     d_model: int = 256
@@ -85,7 +86,9 @@ class StageLM(nn.Module):
         self.cfg = cfg
         D = cfg.d_model
         self.tok = nn.ModuleList([nn.Embedding(cfg.vocab + 1, D) for _ in range(cfg.n_codebooks)])
-        self.prefix = nn.ModuleList([nn.Embedding(cfg.prefix_vocab + 1, D) for _ in range(cfg.prefix_len)])
+        width = cfg.prefix_rank or D
+        self.prefix = nn.ModuleList([nn.Embedding(cfg.prefix_vocab + 1, width) for _ in range(cfg.prefix_len)])
+        self.prefix_proj = nn.Linear(width, D, bias=False) if cfg.prefix_rank else None
         self.cond = nn.ModuleList([nn.Embedding(v + 1, D) for v in cfg.cond_vocabs])
         self.cond_conv = nn.Conv1d(D, D, 5, padding=2) if cfg.cond_vocabs else None
         self.pos = nn.Embedding(cfg.prefix_len + cfg.max_steps, D)
@@ -138,7 +141,14 @@ class StageLM(nn.Module):
     def prefix_embedding(self, prefix: torch.Tensor) -> torch.Tensor:
         """prefix [B, P] -> [B, P, D] (with positions)."""
         e = torch.stack([tab(prefix[:, i]) for i, tab in enumerate(self.prefix)], 1)
+        if self.prefix_proj is not None:
+            e = self.prefix_proj(e)
         return e + self.pos.weight[: self.cfg.prefix_len][None]
+
+    def prefix_tables(self) -> torch.Tensor:
+        """The prefix embedding tables at full width [P, prefix_vocab + 1, D] (positions not included)."""
+        e = torch.stack([tab.weight for tab in self.prefix])
+        return self.prefix_proj(e) if self.prefix_proj is not None else e
 
     def token_embedding(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         """tokens [B, K, L] at output steps start..start+L-1 -> [B, L, D] (with positions)."""

@@ -27,6 +27,12 @@ from . import stage as train_stage
 from . import tokenize
 
 
+# the shipped stages' shapes: the coarse stage reads the melody (session 13: the hum reaches it directly) and has
+# 7 blocks over a rank-32 MuLan prefix (session 21); the fine stage is narrower (session 5)
+SHIPPED_SHAPES = {"semantic": [], "coarse": ["--melody", "--n-layer", "7", "--prefix-rank", "32"],
+                  "fine": ["--d-model", "128", "--n-layer", "3"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m engine.train.all", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=Path, default=Path("runs"))
@@ -89,7 +95,7 @@ def main(argv=None) -> int:
     step("codec encoder", distil_encoder)
     for name, minutes in zip(("semantic", "coarse", "fine"), a.stage_minutes):
         common = [name, "--tokens", str(a.runs / "tokens"), "--out", str(a.runs / "stages"), "--assets", str(a.assets)]
-        common += ["--melody"] if name == "coarse" else []  # as shipped since session 13: the hum reaches it directly
+        common += SHIPPED_SHAPES[name]
         step(f"{name} stage", lambda c=common, m=minutes: (train_stage.main(c + ["--minutes", str(m)]),
                                                            train_stage.main(c + ["--ship"])))
     from ..eval.report import main as report_main
