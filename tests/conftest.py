@@ -85,7 +85,7 @@ def build_tiny_assets(root: Path) -> Path:
     versions = json.dumps({"codec": "tiny-c", "mulan": "tiny-m", "semantic": "tiny-s"}, sort_keys=True)
     for name in ("semantic", "coarse", "fine"):
         StageLM(default_config(name, 16, codec_size=32, mulan_size=8, d_model=32, n_layer=1, n_head=2,
-                               prefix_rank=4 if name == "coarse" else 0,  # factorised prefix, as shipped
+                               prefix_rank=4 if name == "coarse" else 0,  # a factorised prefix through export
                                version=versions)).save(root / "stages")
     return root
 

@@ -127,8 +127,8 @@ def clip_measures(model: Cantus, judge, ex, hum: np.ndarray | None, seed: int, s
     bpm = ex.tags["tempo"]
     s = Settings(duration=seconds, seed=seed)
     plain = model.generate(Request([Segment(caption, seconds)], s))
-    row = {"real": float(judge.embed_audio(ex.audio, 24_000) @ text), "mcc": float(judge.embed_audio(plain, 24_000) @ text),
-           "tempo_real": _tempo_ok(ex.audio, bpm)}
+    row = {"real": float(judge.embed_audio(ex.audio, 24_000) @ text),
+           "mcc": float(judge.embed_audio(plain, 24_000) @ text), "tempo_real": _tempo_ok(ex.audio, bpm)}
     timed = plain if TEMPO_IN_PROMPT.search(caption.lower()) else \
         model.generate(Request([Segment(f"{caption}, at {bpm} bpm", seconds)], s))
     row["tempo"] = _tempo_ok(timed, bpm)
@@ -192,8 +192,8 @@ def compare_assets(corpus: Path, n_clips: int, a: str, b: str, seconds: float = 
     res = {"clips": len(rows), "mcc_real": real}
     for key in PAIRED:
         for k in ("a", "b"):
-            v = [float(r[f"{key}_{k}"]) for r in rows if f"{key}_{k}" in r]
-            res[f"{key}_{k}"] = (float(np.nanmean(v)) if v else None, standard_error(v))
+            col = f"{key}_{k}"
+            res[col] = (_mean(rows, col), standard_error([r[col] for r in rows if col in r]))
         d = [float(r[f"{key}_b"]) - float(r[f"{key}_a"]) for r in rows if f"{key}_a" in r]
         res[f"{key}_diff"] = (float(np.nanmean(d)) if d else None, standard_error(d))
     res["mcc_ratio"] = {k: res[f"mcc_{k}"][0] / real for k in ("a", "b")}

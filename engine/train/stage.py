@@ -12,7 +12,8 @@ conditioning stream the old stage did not have (the semantic stage's beat grid, 
 may add blocks (identity at the start) and ``--prefix-rank`` factorise the MuLan prefix tables (``init_from``):
 the shipped coarse stage's twelve 1025 x 256 tables, replaced by their rank-16 / 32 / 64 SVD, score 4.0430 / 4.0423
 / 4.0417 against 4.0411 (teacher-forced validation loss, 128 clips of runs/tokens50): 2.75M of its 9.0M parameters
-were spent on directions that carry nothing, room for three more blocks within the 60 MB of assets.
+were spent on directions that carry nothing, room for three more blocks within the 60 MB of assets (session 21
+tried that for the coarse stage: lower loss, no better audio, half the speed; not kept, see the model card).
 """
 from __future__ import annotations
 
@@ -66,18 +67,14 @@ def init_from(model: StageLM, old: StageLM) -> None:
         elif not name.startswith("prefix") or n.prefix_rank == o.prefix_rank:
             raise SystemExit(f"--init: {name} does not match the old stage ({tuple(p.shape)})")
     if n.prefix_rank != o.prefix_rank:
-        full = old.prefix_tables()  # [P, V, D]
-        P, V, D = full.shape
-        if not n.prefix_rank:
-            for i, tab in enumerate(model.prefix):
-                tab.weight.copy_(full[i])
-            return
-        U, S, Vt = torch.linalg.svd(full.reshape(P * V, D), full_matrices=False)
-        r = n.prefix_rank
-        tables = (U[:, :r] * S[:r]).reshape(P, V, r)
-        for i, tab in enumerate(model.prefix):
-            tab.weight.copy_(tables[i])
-        model.prefix_proj.weight.copy_(Vt[:r].T)
+        tables = old.prefix_tables()  # [P, V, D]
+        if n.prefix_rank:
+            P, V, D = tables.shape
+            U, S, Vt = torch.linalg.svd(tables.reshape(P * V, D), full_matrices=False)
+            tables = (U[:, :n.prefix_rank] * S[:n.prefix_rank]).reshape(P, V, n.prefix_rank)
+            model.prefix_proj.weight.copy_(Vt[:n.prefix_rank].T)
+        for tab, t in zip(model.prefix, tables):
+            tab.weight.copy_(t)
 
 
 @torch.inference_mode()
