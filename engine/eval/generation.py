@@ -194,7 +194,9 @@ def compare_assets(corpus: Path, n_clips: int, a: str, b: str, seconds: float = 
         for k in ("a", "b"):
             col = f"{key}_{k}"
             res[col] = (_mean(rows, col), standard_error([r[col] for r in rows if col in r]))
-        d = [float(r[f"{key}_b"]) - float(r[f"{key}_a"]) for r in rows if f"{key}_a" in r]
+        # a clip one model has no measure for (its hum was refused) counts for neither
+        both = [r for r in rows if f"{key}_a" in r and f"{key}_b" in r]
+        d = [float(r[f"{key}_b"]) - float(r[f"{key}_a"]) for r in both]
         res[f"{key}_diff"] = (float(np.nanmean(d)) if d else None, standard_error(d))
     res["mcc_ratio"] = {k: res[f"mcc_{k}"][0] / real for k in ("a", "b")}
     return {"summary": res, "rows": rows}
