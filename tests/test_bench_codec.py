@@ -14,6 +14,9 @@ def test_codec_bench_reports_mel_distances_pitch_on_mix_and_melody_and_code_usag
     assert r["mel_distance"]["opus_24kbps"] < r["mel_distance"]["opus_6kbps"]  # the reference behaves
     assert r["pitch_frames"] > 0 and r["melody_pitch_frames"] > 0  # the hum-like rendition is pitched throughout
     assert 0 <= r["melody_pitch_agreement"] <= 1 and len(r["codebook_usage"]) == 8
+    # the pitch target is read against the reference codec on the same frames: Opus at 24 kbps keeps a melody's pitch
+    assert set(r["opus_pitch_agreement"]) == {"6kbps", "12kbps", "24kbps"}
+    assert r["opus_pitch_agreement"]["24kbps"]["melody"] > 0.5
     assert "melody alone" in markdown(r, tmp_path)
 
 

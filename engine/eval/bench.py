@@ -7,8 +7,9 @@ codec: on the corpus test split, the project's multi-scale log-mel distance of C
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
 (PESTO on both, frames where the original is confidently pitched), on the mix and on the clip's monophonic voice-like
 rendition of its melody (a melody alone, as the issue's "pitch of reconstructed melodies" reads; PESTO is a
-monophonic tracker, so on a mix it follows whichever note dominates); codebook usage and perplexity per level; and
-encode + decode speed of onnxruntime and eager torch on the same 10 s, in one run.
+monophonic tracker, so on a mix it follows whichever note dominates), for Cantus and for Opus at each bitrate, so
+the pitch target is read against a reference codec on the same frames; codebook usage and perplexity per level;
+and encode + decode speed of onnxruntime and eager torch on the same 10 s, in one run.
 
 melody: the hum tracker (``engine.melody``) on the test split's voice-like renditions (hummed, whistled or sung, with
 vibrato and detuning): the share of the score's voiced frames whose tracked 25 Hz token (pitch class) is the score's,
@@ -64,14 +65,18 @@ def _pitch(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     return 69 + 12 * np.log2(np.maximum(f0.numpy(), 1e-3) / 440), conf.numpy()
 
 
-def _pitch_agreement(tally: list[int], ref: np.ndarray, rec: np.ndarray, sr: int) -> None:
-    """Add (frames within half a semitone, frames) over the frames where ref is confidently pitched."""
-    p_ref, c_ref = _pitch(ref, sr)
+def _pitch_agreement(tally: list[int], ref: tuple[np.ndarray, np.ndarray], rec: np.ndarray, sr: int) -> None:
+    """Add (frames within half a semitone, frames) over the frames where the reference (``_pitch`` of the original)
+    is confidently pitched."""
+    p_ref, c_ref = ref
     p_rec, _ = _pitch(rec, sr)
     n = min(len(p_ref), len(p_rec))
     sure = c_ref[:n] > 0.9
     tally[0] += int(np.sum(np.abs(p_ref[:n][sure] - p_rec[:n][sure]) < 0.5))
     tally[1] += int(sure.sum())
+
+
+OPUS_KBPS = (6, 12, 24)
 
 
 def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | None) -> dict:
@@ -87,27 +92,34 @@ def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | No
     ds = CorpusDataset(corpus, "test", load_voice=True)
     idx = np.linspace(0, len(ds) - 1, min(n_clips, len(ds))).round().astype(int)
     sr = codec.sample_rate
-    dist = {f"opus_{k}kbps": [] for k in (6, 12, 24)}
+    systems = ["cantus", *(f"opus_{k}kbps" for k in OPUS_KBPS)]
+    dist = {f"opus_{k}kbps": [] for k in OPUS_KBPS}
     dist.update({"cantus_2kbps": [], "cantus_4kbps": []})
-    pitch = {"mix": [0, 0], "melody": [0, 0]}
+    pitch = {s: {"mix": [0, 0], "melody": [0, 0]} for s in systems}  # (agreeing frames, frames) per system
     codes_all = []
     for i in idx:
         ex = ds[int(i)]
         x = ex.audio
         xt = torch.from_numpy(x)
-        for k in (6, 12, 24):
-            dist[f"opus_{k}kbps"].append(float(mel_distance(xt, torch.from_numpy(opus_roundtrip(x, sr, k)))))
+        ref = _pitch(x, sr)
+        for k in OPUS_KBPS:
+            y = opus_roundtrip(x, sr, k)
+            dist[f"opus_{k}kbps"].append(float(mel_distance(xt, torch.from_numpy(y))))
+            _pitch_agreement(pitch[f"opus_{k}kbps"]["mix"], ref, y, sr)
         codes = codec.encode(xt[None])
         codes_all.append(codes[0])
         y8 = codec.reconstruct(xt[None], semantic=semantic)[0]  # aligned: the decoder's fixed delay removed
         y4 = codec.reconstruct(xt[None], n_q=4, semantic=semantic)[0]
         dist["cantus_4kbps"].append(float(mel_distance(xt, y8)))
         dist["cantus_2kbps"].append(float(mel_distance(xt, y4)))
-        _pitch_agreement(pitch["mix"], x, y8.numpy(), sr)
+        _pitch_agreement(pitch["cantus"]["mix"], ref, y8.numpy(), sr)
         if ex.voice is not None:
             v = resample(ex.voice, ex.voice_rate, sr).astype(np.float32)
+            ref_v = _pitch(v, sr)
             rec = codec.reconstruct(torch.from_numpy(v)[None], semantic=semantic)[0].numpy()
-            _pitch_agreement(pitch["melody"], v, rec, sr)
+            _pitch_agreement(pitch["cantus"]["melody"], ref_v, rec, sr)
+            for k in OPUS_KBPS:
+                _pitch_agreement(pitch[f"opus_{k}kbps"]["melody"], ref_v, opus_roundtrip(v, sr, k), sr)
     codes_all = torch.cat(codes_all, -1)  # [K, T]
     usage, perplexity = [], []
     for k in range(codes_all.shape[0]):
@@ -116,12 +128,17 @@ def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | No
         usage.append(float((counts > 0).float().mean()))
         perplexity.append(float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())))
 
+    def share(t: list[int]) -> float:
+        return round(t[0] / max(1, t[1]), 4)
+
     speed = _speed(codec, onnx_dir)
     return {"clips": len(idx), "semantic_ids": semantic is not None,
             "mel_distance": {k: round(float(np.mean(v)), 4) for k, v in dist.items()},
-            "pitch_agreement": round(pitch["mix"][0] / max(1, pitch["mix"][1]), 4), "pitch_frames": pitch["mix"][1],
-            "melody_pitch_agreement": round(pitch["melody"][0] / max(1, pitch["melody"][1]), 4),
-            "melody_pitch_frames": pitch["melody"][1],
+            "pitch_agreement": share(pitch["cantus"]["mix"]), "pitch_frames": pitch["cantus"]["mix"][1],
+            "melody_pitch_agreement": share(pitch["cantus"]["melody"]),
+            "melody_pitch_frames": pitch["cantus"]["melody"][1],
+            "opus_pitch_agreement": {f"{k}kbps": {part: share(pitch[f"opus_{k}kbps"][part]) for part in ("mix", "melody")}
+                                     for k in OPUS_KBPS},
             "codebook_usage": [round(u, 3) for u in usage], "codebook_perplexity": [round(p, 1) for p in perplexity],
             **speed}
 
@@ -183,16 +200,20 @@ def markdown_melody(r: dict) -> str:
 
 
 def markdown(r: dict, model_dir: Path) -> str:
-    md = r["mel_distance"]
+    md, op = r["mel_distance"], r["opus_pitch_agreement"]
     lines = [f"## Codec ({date.today().isoformat()}, {platform.machine()}, {platform.processor() or 'cpu'}, "
              f"`python -m engine.eval.bench codec --clips {r['clips']}`, model {model_dir})", "",
-             "| system | bitrate | multi-scale log-mel distance (lower is better) |", "| --- | --- | --- |"]
-    for name, key in (("Opus (libopus)", "opus_6kbps"), ("Opus (libopus)", "opus_12kbps"), ("Opus (libopus)", "opus_24kbps"),
-                      ("Cantus, 4 levels", "cantus_2kbps"), ("Cantus, 8 levels", "cantus_4kbps")):
-        lines.append(f"| {name} | {key.split('_')[1]} | {md[key]:.3f} |")
-    lines += ["", f"- pitch agreement with the original (PESTO, confident frames): mix {r['pitch_agreement']:.1%} "
-                  f"of {r['pitch_frames']} frames; melody alone (voice-like renditions) "
-                  f"{r['melody_pitch_agreement']:.1%} of {r['melody_pitch_frames']} frames",
+             "| system | bitrate | multi-scale log-mel distance (lower is better) | pitch agreement, mix "
+             "| pitch agreement, melody alone |", "| --- | --- | --- | --- | --- |"]
+    for k in OPUS_KBPS:
+        lines.append(f"| Opus (libopus) | {k}kbps | {md[f'opus_{k}kbps']:.3f} | {op[f'{k}kbps']['mix']:.1%} "
+                     f"| {op[f'{k}kbps']['melody']:.1%} |")
+    lines += [f"| Cantus, 4 levels | 2kbps | {md['cantus_2kbps']:.3f} | | |",
+              f"| Cantus, 8 levels | 4kbps | {md['cantus_4kbps']:.3f} | {r['pitch_agreement']:.1%} "
+              f"| {r['melody_pitch_agreement']:.1%} |"]
+    lines += ["", f"- pitch agreement with the original (PESTO, frames where the original is confidently pitched): "
+                  f"{r['pitch_frames']} frames of the mix; {r['melody_pitch_frames']} frames of the melody alone "
+                  f"(voice-like renditions)",
               f"- codebook usage per level: {', '.join(f'{u:.0%}' for u in r['codebook_usage'])}; perplexity "
               f"{', '.join(str(p) for p in r['codebook_perplexity'])}",
               f"- encode + decode speed on 10 s, 2 threads: torch {r['torch_x_realtime']}x real time"
