@@ -45,6 +45,16 @@ def test_pitch_loss_charges_a_wrong_note_not_a_detuned_one():
     assert semitone > 3 * detuned, (semitone, detuned)
 
 
+def test_phase_loss_charges_a_wrong_frequency_not_a_phase_offset():
+    from engine.train.codec import phase_loss
+    t = torch.arange(24_000) / 24_000
+    tone = lambda f, phi=0.0: 0.1 * torch.sin(2 * torch.pi * f * t + phi)[None]  # noqa: E731
+    a4 = tone(440.0)
+    assert float(phase_loss(a4, a4)) < 1e-2
+    offset, semitone = float(phase_loss(a4, tone(440.0, 1.0))), float(phase_loss(a4, tone(466.16)))
+    assert offset < 0.05 and semitone > 10 * offset, (offset, semitone)
+
+
 def test_fine_tuning_a_saved_istft_codec_with_the_pitch_loss_renames_its_codes(tiny_corpus, tmp_path, capsys):
     from engine.codec.model import CodecConfig
     init = tmp_path / "init"

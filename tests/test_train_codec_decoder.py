@@ -35,7 +35,7 @@ def test_decoder_retraining_keeps_the_codes(tiny_corpus, tmp_path, capsys):
     assert torch.equal(new.encode(x), old.encode(x))  # same token space
     assert new.reconstruct(x).shape == x.shape and torch.isfinite(new.reconstruct(x)).all()
 
-    assert codec_decoder.main([*common, "--steps", "6", "--pitch-weight", "1"]) == 0
+    assert codec_decoder.main([*common, "--steps", "6", "--pitch-weight", "1", "--phase-weight", "1"]) == 0
     assert "resumed" in capsys.readouterr().err
     assert torch.load(out / "last.pt", weights_only=False)["step"] == 6
 

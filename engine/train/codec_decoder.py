@@ -9,7 +9,8 @@ with the codec trainer's loss (multi-scale log-mel, spectral convergence, linear
 ``--context`` frames of each window warm the causal state up and are not scored. A quarter of the windows use only
 the first 1-7 levels, so lower bitrates keep decoding. Every ``--eval-every`` steps: the project's mel distance of
 full round trips (``Codec.reconstruct``) on validation clips at 8 and 4 levels (plus, with ``--pitch-weight W``, their
-pitch loss, and the best is then the lowest mel_8 + W * pitch_8); the best is saved as a complete
+pitch loss, and the best is then the lowest mel_8 + W * pitch_8; ``--phase-weight`` adds ``phase_loss`` to the
+training loss only); the best is saved as a complete
 codec in ``OUT/best/`` (ship with ``python -m engine.train.codec --ship OUT/best``). Resumable from ``OUT/last.pt``.
 
 ``--semantic DIR``: the decoder also reads the semantic ids of that tokenizer (``engine.codec.istft``, semantic
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from ..codec.model import Codec, frame_ids
 from ..data.dataset import CorpusDataset
-from .codec import codec_loss, evaluate, pitch_loss, valid_pitch
+from .codec import codec_loss, evaluate, phase_loss, pitch_loss, valid_pitch
 from .publish import save_best
 
 
@@ -146,13 +147,17 @@ def train(a: argparse.Namespace) -> dict:
         if a.pitch_weight:
             parts["pitch"] = pitch_loss(target[:, skip:], y[:, skip:], cfg.sample_rate)
             loss = loss + a.pitch_weight * parts["pitch"]
+        if a.phase_weight:
+            parts["phase"] = phase_loss(target[:, skip:], y[:, skip:])
+            loss = loss + a.phase_weight * parts["phase"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dec.parameters(), 1.0)
         opt.step()
         step += 1
         bar.update()
-        bar.set_postfix(mel=f"{parts['mel']:.3f}", lin=f"{parts['lin']:.3f}", lr=f"{lr:.1e}")
+        bar.set_postfix(mel=f"{parts['mel']:.3f}", lin=f"{parts['lin']:.3f}", lr=f"{lr:.1e}",
+                        **({"phase": f"{float(parts['phase']):.3f}"} if "phase" in parts else {}))
         last = step >= a.steps or time.time() >= deadline
         if step % a.eval_every == 0 or last:
             trained_s += time.time() - t0
@@ -198,6 +203,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--level-dropout", type=float, default=0.25)
     ap.add_argument("--pitch-weight", type=float, default=0.0, help="weight of engine.train.codec.pitch_loss")
+    ap.add_argument("--phase-weight", type=float, default=0.0, help="weight of engine.train.codec.phase_loss")
     ap.add_argument("--semantic", default=None, help="semantic tokenizer whose ids the decoder also reads")
     ap.add_argument("--cond-dropout", type=float, default=0.3, help="share of windows decoded without semantic ids")
     ap.add_argument("--cond-lr-scale", type=float, default=5.0, help="learning-rate factor of the semantic embedding")
