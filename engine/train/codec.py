@@ -89,7 +89,8 @@ def pitch_loss(ref: torch.Tensor, est: torch.Tensor, sr: int, n_fft: int = 4096)
 
 
 def phase_loss(ref: torch.Tensor, est: torch.Tensor, n_fft: int = 1920, hop: int = 240) -> torch.Tensor:
-    """Anti-wrapping phase losses (APNet's instantaneous frequency and group delay) on the iSTFT decoder's window:
+    """Anti-wrapping phase losses (APNet's instantaneous frequency and group delay) on the iSTFT decoder's window
+    (4 hops; the defaults are the shipped codec's 480-sample hop, ``engine.train.codec_decoder`` passes its own):
     1 - cos of the difference between the two signals' phase advance from one hop to the next and from one bin to the
     next, weighted by the reference's magnitude there (the partials a pitch tracker reads). Zero for the same signal;
     0.02 for a 1-radian phase offset of a 1 s tone, ~1.2 for the tone a semitone off, ~0.4 for white noise against it."""

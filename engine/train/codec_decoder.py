@@ -148,7 +148,7 @@ def train(a: argparse.Namespace) -> dict:
             parts["pitch"] = pitch_loss(target[:, skip:], y[:, skip:], cfg.sample_rate)
             loss = loss + a.pitch_weight * parts["pitch"]
         if a.phase_weight:
-            parts["phase"] = phase_loss(target[:, skip:], y[:, skip:])
+            parts["phase"] = phase_loss(target[:, skip:], y[:, skip:], n_fft=4 * cfg.hop, hop=cfg.hop // 2)
             loss = loss + a.phase_weight * parts["phase"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
