@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.audio import resample
 from engine.codec import Codec, CodecConfig
 from engine.train import codec_decoder
 from engine.train.tokenize import codec_tokens
@@ -75,7 +76,16 @@ def test_a_decoder_learns_to_read_semantic_ids(tiny_corpus, tmp_path):
     assert codec_decoder.main(["--data", str(tiny_corpus), "--tokens", str(tmp_path / "tokens"), "--init",
                                str(tmp_path / "init"), "--out", str(out), *ARGS[:4], "--batch", "2", "--seconds",
                                "0.2", "--context", "2", "--eval-every", "3", "--eval-clips", "2", "--steps", "3",
-                               "--semantic", str(tmp_path / "semantic"), "--init-decoder", "--cond-dropout", "0"]) == 0
+                               "--semantic", str(tmp_path / "semantic"), "--init-decoder", "--cond-dropout", "0",
+                               "--voice-clips", "2", "--voice-share", "0.5", "--pitch-weight", "1"]) == 0
+    # the voice renditions' codes are the frozen encoder's, cached with their ids, and validation scores their pitch
+    voice = torch.load(tmp_path / "tokens" / "codec-voice-train-tiny-v1.pt", weights_only=False)
+    assert voice["ids"] == [r["id"] for r in ds.records][:2] and voice["semantic_version"] == "tiny-s"
+    assert voice["codes"].shape == (2, 8, 500) and voice["semantic"].shape == (2, 250)
+    v0 = CorpusDataset(tiny_corpus, "train", load_voice=True)[0]
+    v0 = torch.from_numpy(np.pad(resample(v0.voice, v0.voice_rate, 24_000), (0, 240_000))[:240_000])[None]
+    assert torch.equal(voice["codes"][0].long(), Codec.load(tmp_path / "init").encode(v0)[0, :, :500])
+    assert "voice_pitch_8" in torch.load(out / "last.pt", weights_only=False)["history"][-1]
     new = Codec.load(out / "best")
     assert new.conditioned and new.cfg.decoder_cond == 16 and new.cfg.decoder_cond_version == "tiny-s"
     assert new.decoder.cond.weight.abs().sum() > 0, "the embedding was trained"

@@ -17,6 +17,11 @@ codec in ``OUT/best/`` (ship with ``python -m engine.train.codec --ship OUT/best
 conditioning), from the tokenize cache; ``--cond-dropout`` of the windows get none, so it still decodes without them
 (continuations of old clips, round trips without the tokenizer). Its embedding learns at ``--cond-lr-scale`` times
 the learning rate: it starts at zero while the rest starts trained.
+
+``--voice-clips N``: a ``--voice-share`` of the windows come from the voice-like renditions (hums, whistles, songs)
+of the first N train clips instead of the mixes: the codec meets such audio when a hum is continued or round-tripped,
+and the mixes alone never show it a lone sung line. Their codes and ids are made once (frozen encoder) and cached
+next to the tokenize cache; validation then also scores the pitch of the valid clips' renditions.
 """
 from __future__ import annotations
 
@@ -32,10 +37,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..audio import resample
 from ..codec.model import Codec, frame_ids
 from ..data.dataset import CorpusDataset
 from .codec import codec_loss, evaluate, phase_loss, pitch_loss, valid_pitch
 from .publish import save_best
+
+
+CLIP_SAMPLES = 240_000  # the 10 s clips the tokenize cache encodes
 
 
 class CodeWindows:
@@ -48,36 +57,77 @@ class CodeWindows:
                 raise SystemExit(f"{path} is missing: run python -m engine.train.tokenize --data {data} --out {tokens}")
             return torch.load(path, weights_only=False)
         blob = cached(tokens / f"codec-train-{version}.pt")
-        self.semantic = None
+        semantic = None  # [N, S] at 25 Hz
         if semantic_version is not None:
             sem = cached(tokens / f"semantic-train-{semantic_version}.pt")
             if sem["ids"] != blob["ids"]:
                 raise SystemExit(f"the cached semantic ids and codec codes in {tokens} are of other clips: re-tokenise")
-            self.semantic = sem["tokens"].long()  # [N, S] at 25 Hz
+            semantic = sem["tokens"].long()
         ds = CorpusDataset(data, "train")
         by_id = {r["id"]: i for i, r in enumerate(ds.records)}
-        self.codes = blob["codes"].long()  # [N, K, F]
-        self.audio = []
+        audio = []
         for cid in tqdm(blob["ids"], desc="loading audio", disable=not progress):
             a = ds[by_id[cid]].audio
-            self.audio.append((np.clip(a, -1, 1) * 32767).astype(np.int16))
+            audio.append((np.clip(a, -1, 1) * 32767).astype(np.int16))
+        self.pools = [(blob["codes"].long(), semantic, audio)]  # (codes [N, K, F], ids [N, S] or None, audio)
         self.hop = hop
 
+    def add_voice(self, data: str, tokens: Path, codec: Codec, semantic, n_clips: int, progress: bool = True) -> None:
+        """A second pool of windows: the voice-like renditions (hums, whistles, songs) of the first ``n_clips`` train
+        clips, encoded by ``codec`` (frozen encoder and RVQ: the same codes round trips give) and cached in
+        ``tokens/codec-voice-train-<version>.pt`` with their semantic ids; a cache of fewer clips grows."""
+        path = tokens / f"codec-voice-train-{codec.cfg.version}.pt"
+        sem_version = semantic.cfg.version if semantic is not None else ""
+        old = torch.load(path, weights_only=False) if path.exists() else None
+        if old is not None and old["semantic_version"] != sem_version:
+            old = None
+        ds = CorpusDataset(data, "train", load_voice=True)
+        picks, all_ids = list(range(min(n_clips, len(ds)))), ds.ids
+        codes, sem, audio = [], [], []
+        was_training = codec.training
+        codec.eval()
+        n_old = 0 if old is None else min(len(old["ids"]), len(picks))
+        for j in tqdm(picks, desc="voice renditions", disable=not progress):
+            ex = ds[j]
+            v = resample(ex.voice, ex.voice_rate, codec.sample_rate).astype(np.float32)
+            v = np.pad(v, (0, CLIP_SAMPLES))[:CLIP_SAMPLES]
+            audio.append((np.clip(v, -1, 1) * 32767).astype(np.int16))
+            if j < n_old and old["ids"][j] == all_ids[j]:
+                codes.append(old["codes"][j])
+                sem.append(old["semantic"][j])
+                continue
+            with torch.inference_mode():
+                x = torch.from_numpy(v)[None]
+                codes.append(codec.encode(x)[0, :, :CLIP_SAMPLES // codec.cfg.hop].to(torch.int16))
+                sem.append(semantic.encode(x)[0].to(torch.int16) if semantic is not None else torch.zeros(0))
+        codec.train(was_training)
+        ids = [all_ids[j] for j in picks]
+        if old is None or old["ids"][:len(ids)] != ids or len(old["ids"]) < len(ids):
+            tmp = path.with_suffix(".tmp")
+            torch.save({"ids": ids, "codes": torch.stack(codes), "semantic": torch.stack(sem),
+                        "semantic_version": sem_version}, tmp)
+            os.replace(tmp, path)
+        self.pools.append((torch.stack(codes).long(), torch.stack(sem).long() if semantic is not None else None, audio))
+
     def batch(self, rng: np.random.Generator, size: int, frames: int, delay: int, cond_absent: int = 0,
-              cond_dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+              cond_dropout: float = 0.0, voice_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """-> codes [B, K, frames], the delayed audio, and (with semantic ids) one id per frame [B, frames],
-        all 'absent' (``cond_absent``) in a ``cond_dropout`` share of the windows."""
-        n, _, F = self.codes.shape
-        codes = torch.empty(size, self.codes.shape[1], frames, dtype=torch.long)
-        cond = None if self.semantic is None else torch.full((size, frames), cond_absent, dtype=torch.long)
+        all 'absent' (``cond_absent``) in a ``cond_dropout`` share of the windows; a ``voice_share`` of the windows
+        come from the voice renditions (``add_voice``)."""
+        K = self.pools[0][0].shape[1]
+        codes = torch.empty(size, K, frames, dtype=torch.long)
+        cond = None if self.pools[0][1] is None else torch.full((size, frames), cond_absent, dtype=torch.long)
         audio = np.zeros((size, frames * self.hop), dtype=np.float32)
         for b in range(size):
+            pool = self.pools[1] if len(self.pools) > 1 and rng.random() < voice_share else self.pools[0]
+            all_codes, all_sem, all_audio = pool
+            n, _, F = all_codes.shape
             i, s = int(rng.integers(n)), int(rng.integers(0, F - frames + 1))
-            codes[b] = self.codes[i, :, s:s + frames]
+            codes[b] = all_codes[i, :, s:s + frames]
             if cond is not None and rng.random() >= cond_dropout:
-                cond[b] = frame_ids(self.semantic[i:i + 1], F, cond_absent)[0, s:s + frames]
+                cond[b] = frame_ids(all_sem[i:i + 1], F, cond_absent)[0, s:s + frames]
             lo = s * self.hop - delay  # output sample 0 of this window shows input sample lo
-            a = self.audio[i][max(0, lo): lo + frames * self.hop].astype(np.float32) / 32767
+            a = all_audio[i][max(0, lo): lo + frames * self.hop].astype(np.float32) / 32767
             audio[b, max(0, -lo): max(0, -lo) + len(a)] = a
         return codes, torch.from_numpy(audio), cond
 
@@ -120,8 +170,13 @@ def train(a: argparse.Namespace) -> dict:
 
     data = CodeWindows(a.data, Path(a.tokens), cfg.version, cfg.hop,
                        semantic_version=semantic.cfg.version if semantic else None)
-    valid = CorpusDataset(a.data, "valid")
+    valid = CorpusDataset(a.data, "valid", load_voice=a.voice_clips > 0)
     clips = [torch.from_numpy(valid[i].audio) for i in range(min(a.eval_clips, len(valid)))]
+    voices = []
+    if a.voice_clips:
+        data.add_voice(a.data, Path(a.tokens), codec, semantic, a.voice_clips)
+        voices = [torch.from_numpy(resample(valid[i].voice, valid[i].voice_rate, cfg.sample_rate).astype(np.float32))
+                  for i in range(min(a.eval_clips, len(valid)))]
     frames = a.context + int(round(a.seconds * cfg.sample_rate / cfg.hop))
     skip = a.context * cfg.hop
 
@@ -136,7 +191,8 @@ def train(a: argparse.Namespace) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr * g["scale"]
         rng = np.random.default_rng([a.seed, step])
-        codes, target, cond = data.batch(rng, a.batch, frames, dec.delay, cfg.decoder_cond, a.cond_dropout)
+        codes, target, cond = data.batch(rng, a.batch, frames, dec.delay, cfg.decoder_cond, a.cond_dropout,
+                                         a.voice_share if voices else 0.0)
         levels = torch.where(torch.from_numpy(rng.random(a.batch) < a.level_dropout),
                              torch.from_numpy(rng.integers(1, cfg.n_q, a.batch)), torch.full((a.batch,), cfg.n_q))
         keep = (torch.arange(cfg.n_q)[None] < levels[:, None])[:, :, None]
@@ -167,6 +223,9 @@ def train(a: argparse.Namespace) -> dict:
             if a.pitch_weight:  # then the best trades mel against pitch as the training loss does
                 m["pitch_8"] = valid_pitch(codec, clips, semantic)
                 score += a.pitch_weight * m["pitch_8"]
+                if voices:  # the renditions' pitch counts as much as the mixes'
+                    m["voice_pitch_8"] = valid_pitch(codec, voices, semantic)
+                    score += a.pitch_weight * m["voice_pitch_8"]
             m.update(step=step, train_hours=round(trained_s / 3600, 3))
             history.append(m)
             tqdm.write(json.dumps(m))
@@ -207,6 +266,9 @@ def main(argv=None) -> int:
     ap.add_argument("--semantic", default=None, help="semantic tokenizer whose ids the decoder also reads")
     ap.add_argument("--cond-dropout", type=float, default=0.3, help="share of windows decoded without semantic ids")
     ap.add_argument("--cond-lr-scale", type=float, default=5.0, help="learning-rate factor of the semantic embedding")
+    ap.add_argument("--voice-clips", type=int, default=0,
+                    help="also train on the voice-like renditions (hums, whistles, songs) of this many train clips")
+    ap.add_argument("--voice-share", type=float, default=0.2, help="share of windows from those renditions")
     ap.add_argument("--init-decoder", action="store_true", help="start from --init's decoder instead of a new one")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-clips", type=int, default=16)
@@ -214,6 +276,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
+    if a.voice_clips < 0 or not 0.0 <= a.voice_share <= 1.0:
+        ap.error(f"--voice-clips must be >= 0 and --voice-share within 0-1, got {a.voice_clips} and {a.voice_share}")
     if a.threads:
         torch.set_num_threads(a.threads)
     print(json.dumps(train(a)))
