@@ -74,40 +74,30 @@ class CodeWindows:
 
     def add_voice(self, data: str, tokens: Path, codec: Codec, semantic, n_clips: int, progress: bool = True) -> None:
         """A second pool of windows: the voice-like renditions (hums, whistles, songs) of the first ``n_clips`` train
-        clips, encoded by ``codec`` (frozen encoder and RVQ: the same codes round trips give) and cached in
-        ``tokens/codec-voice-train-<version>.pt`` with their semantic ids; a cache of fewer clips grows."""
+        clips, with the codes of ``codec``'s frozen encoder (what a round trip gives) and their semantic ids, cached in
+        ``tokens/codec-voice-train-<version>.pt`` (made again when it holds other clips or other ids)."""
         path = tokens / f"codec-voice-train-{codec.cfg.version}.pt"
         sem_version = semantic.cfg.version if semantic is not None else ""
-        old = torch.load(path, weights_only=False) if path.exists() else None
-        if old is not None and old["semantic_version"] != sem_version:
-            old = None
         ds = CorpusDataset(data, "train", load_voice=True)
-        picks, all_ids = list(range(min(n_clips, len(ds)))), ds.ids
+        ids = ds.ids[:n_clips]
+        cache = torch.load(path, weights_only=False) if path.exists() else None
+        fresh = cache is None or cache["ids"] != ids or cache["semantic_version"] != sem_version
         codes, sem, audio = [], [], []
-        was_training = codec.training
-        codec.eval()
-        n_old = 0 if old is None else min(len(old["ids"]), len(picks))
-        for j in tqdm(picks, desc="voice renditions", disable=not progress):
+        for j in tqdm(range(len(ids)), desc="voice renditions", disable=not progress):
             ex = ds[j]
-            v = resample(ex.voice, ex.voice_rate, codec.sample_rate).astype(np.float32)
-            v = np.pad(v, (0, CLIP_SAMPLES))[:CLIP_SAMPLES]
+            v = np.pad(resample(ex.voice, ex.voice_rate, codec.sample_rate), (0, CLIP_SAMPLES))[:CLIP_SAMPLES]
             audio.append((np.clip(v, -1, 1) * 32767).astype(np.int16))
-            if j < n_old and old["ids"][j] == all_ids[j]:
-                codes.append(old["codes"][j])
-                sem.append(old["semantic"][j])
-                continue
-            with torch.inference_mode():
-                x = torch.from_numpy(v)[None]
-                codes.append(codec.encode(x)[0, :, :CLIP_SAMPLES // codec.cfg.hop].to(torch.int16))
-                sem.append(semantic.encode(x)[0].to(torch.int16) if semantic is not None else torch.zeros(0))
-        codec.train(was_training)
-        ids = [all_ids[j] for j in picks]
-        if old is None or old["ids"][:len(ids)] != ids or len(old["ids"]) < len(ids):
-            tmp = path.with_suffix(".tmp")
-            torch.save({"ids": ids, "codes": torch.stack(codes), "semantic": torch.stack(sem),
-                        "semantic_version": sem_version}, tmp)
-            os.replace(tmp, path)
-        self.pools.append((torch.stack(codes).long(), torch.stack(sem).long() if semantic is not None else None, audio))
+            if fresh:
+                with torch.inference_mode():
+                    x = torch.from_numpy(v.astype(np.float32))[None]
+                    codes.append(codec.encode(x)[0, :, :CLIP_SAMPLES // codec.cfg.hop].to(torch.int16))
+                    sem.append(semantic.encode(x)[0].to(torch.int16) if semantic is not None else torch.zeros(0))
+        if fresh:
+            cache = {"ids": ids, "codes": torch.stack(codes), "semantic": torch.stack(sem),
+                     "semantic_version": sem_version}
+            torch.save(cache, path.with_suffix(".tmp"))
+            os.replace(path.with_suffix(".tmp"), path)
+        self.pools.append((cache["codes"].long(), cache["semantic"].long() if semantic is not None else None, audio))
 
     def batch(self, rng: np.random.Generator, size: int, frames: int, delay: int, cond_absent: int = 0,
               cond_dropout: float = 0.0, voice_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
