@@ -77,11 +77,14 @@ def main(argv=None) -> int:
                                           "--out", str(a.runs / "tokens"), "--codec", str(a.assets / "codec"),
                                           "--mulan", str(a.assets / "mulan"), "--semantic", str(a.assets / "semantic"),
                                           "--track-voice", "100"]))
-    step("codec decoder", lambda: (  # frame-rate iSTFT decoder on the frozen codes the stages will learn
+    # frame-rate iSTFT decoder on the frozen codes the stages will learn, with the shipped decoder's losses (pitch
+    # weighted 2, session 22; the phase loss, session 23: MODEL_CARD.md)
+    step("codec decoder", lambda: (
         train_codec_decoder.main(["--data", str(corpus), "--tokens", str(a.runs / "tokens"), "--init",
                                   str(a.assets / "codec"), "--out", str(a.runs / "codec_istft"), "--minutes",
-                                  str(a.decoder_minutes), "--final-lr", "1e-4", "--pitch-weight", "1",
-                                  "--semantic", str(a.assets / "semantic"), "--cond-lr-scale", "1"]),
+                                  str(a.decoder_minutes), "--final-lr", "1e-4", "--pitch-weight", "2",
+                                  "--phase-weight", "1", "--semantic", str(a.assets / "semantic"),
+                                  "--cond-lr-scale", "1"]),
         train_codec.main(["--ship", str(a.runs / "codec_istft" / "best"), "--assets", str(a.assets / "codec")])))
 
     def distil_encoder():
