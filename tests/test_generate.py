@@ -211,3 +211,21 @@ def test_a_coarse_stage_that_reads_the_melody_gets_the_hum_where_the_semantic_st
         assert torch.equal(coarse[0][0, 1], first), "the first window: the hum from its start, repeated"
     plain = Cantus.load(tmp_path / "a").generate(_req(3.0, seed=4))
     assert plain.shape == (3 * 24_000,)
+
+
+def test_text_alone_samples_the_token_stages_cooler_than_a_hummed_request(cantus, monkeypatch):
+    """Text alone: semantic and coarse stages at 0.85 / 0.76 (closer to the prompt); with a hum, MusicLM's 1.0 /
+    0.95, which follow the hum more (MODEL_CARD.md, session 25); the user's temperature scales both."""
+    import engine.generate as G
+    seen = []
+
+    class Spy(G.StageSampler):
+        def __init__(self, model, prefix, cond, n, params, *a, **k):
+            seen.append(round(params.temperature, 4))
+            super().__init__(model, prefix, cond, n, params, *a, **k)
+
+    monkeypatch.setattr(G, "StageSampler", Spy)
+    cantus.generate(_req(1.0))
+    cantus.generate(_req(1.0, melody=np.full(25, 3)))
+    cantus.generate(Request([Segment("calm piano ballad", 1.0)], Settings(duration=1.0, temperature=0.5)))
+    assert seen == [0.85, 0.76, 0.4, 1.0, 0.95, 0.4, 0.425, 0.38, 0.2]
