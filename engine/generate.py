@@ -85,7 +85,7 @@ class Cancelled(Exception):
 class Settings:
     duration: float = 10.0
     seed: int = 0
-    temperature: float = 1.0  # scales every stage's default temperature (TEXT_ONLY_ or STAGE_DEFAULTS)
+    temperature: float = 1.0  # scales the stages' defaults (TEXT_ONLY_DEFAULTS; STAGE_DEFAULTS with a melody)
     top_k: int = 0  # semantic and coarse stages; 0 = off
     top_p: float = 1.0
     guidance: float = 3.0  # classifier-free guidance of the semantic and coarse stages; 1 = off
@@ -443,7 +443,8 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0,
-                    help="scales the stages' temperatures (text alone 0.85 / 0.76 / 0.4, with a melody 1.0 / 0.95 / 0.4)")
+                    help="scales the stages' temperatures (text alone %s, with a melody %s)"
+                    % tuple(" / ".join(f"{t:g}" for t in d.values()) for d in (TEXT_ONLY_DEFAULTS, STAGE_DEFAULTS)))
     ap.add_argument("--top-k", type=int, default=0)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--bpm", type=float, default=None, help="tempo to follow (default: a BPM the prompt names)")
