@@ -215,7 +215,7 @@ def train(a: argparse.Namespace) -> dict:
         opt.step()
         step += 1
         bar.update()
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", temp=f"{float(model.log_temp.exp()):.1f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", temp=f"{model.log_temp.exp().item():.1f}")
         stop = agreed_stop(time.time() >= deadline, world)
         last = step >= a.steps or stop
         if rank == 0 and (step % a.eval_every == 0 or last):
