@@ -75,7 +75,7 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.5 * first
+    assert loss.item() < 0.5 * first
 
 
 def test_sampler_keeps_prompt_codes_and_is_seeded():

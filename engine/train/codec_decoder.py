@@ -203,7 +203,7 @@ def train(a: argparse.Namespace) -> dict:
         step += 1
         bar.update()
         bar.set_postfix(mel=f"{parts['mel']:.3f}", lin=f"{parts['lin']:.3f}", lr=f"{lr:.1e}",
-                        **({"phase": f"{float(parts['phase']):.3f}"} if "phase" in parts else {}))
+                        **({"phase": f"{parts['phase'].item():.3f}"} if "phase" in parts else {}))
         last = step >= a.steps or time.time() >= deadline
         if step % a.eval_every == 0 or last:
             trained_s += time.time() - t0

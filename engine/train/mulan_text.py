@@ -77,7 +77,7 @@ def train(a: argparse.Namespace) -> dict:
     values = {a: np.array([aspect_value(t, a) for t in feats["train"]["tags"]]) for a in SHORT_ASPECTS}
     text = feats["train"]["text"]
     N, C = text.shape[:2]
-    scale = float(model.log_temp.exp().clamp(max=100))
+    scale = model.log_temp.exp().clamp(max=100).item()
     proj = model.text
     opt = torch.optim.AdamW(proj.parameters(), lr=a.lr, weight_decay=0.05)
     step, best, history = 0, _selection(score(model, feats["valid"], audio["valid"])), []
@@ -111,7 +111,7 @@ def train(a: argparse.Namespace) -> dict:
         opt.step()
         step += 1
         bar.update()
-        bar.set_postfix(full=f"{float(full):.3f}", short=f"{float(part):.3f}")
+        bar.set_postfix(full=f"{full.item():.3f}", short=f"{part.item():.3f}")
         if step % a.eval_every == 0 or step >= a.steps or time.time() >= deadline:
             m = score(model, feats["valid"], audio["valid"])
             m.update(step=step, selection=_selection(m))
