@@ -1,7 +1,8 @@
 """Benchmarks, ``python -m engine.eval.bench WHAT [--corpus DIR] [--clips N] [--append BENCHMARKS.md]``:
 ``codec [--model DIR]``, ``generate [--assets DIR]`` (``engine.eval.generation``), ``compare --b DIR [--a DIR]
 [--rows FILE]`` (generate's quality measures for two asset folders on the same prompts, hums and seeds, with paired
-differences: how a candidate model is judged before it replaces a shipped one) and ``melody``.
+differences: how a candidate model is judged before it replaces a shipped one), ``longform [--seconds S]`` (drift
+from the prompt and window joins of long clips, ``engine.eval.longform``) and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
@@ -244,6 +245,13 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
     p.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    lf = sub.add_parser("longform")
+    lf.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    lf.add_argument("--clips", type=int, default=24)
+    lf.add_argument("--assets", default="assets")
+    lf.add_argument("--seconds", type=float, default=60.0)
+    lf.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
+    lf.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
     m.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     m.add_argument("--clips", type=int, default=100)
@@ -265,6 +273,17 @@ def main(argv=None) -> int:
         r = full["summary"]
         text = generation.markdown_compare(full, a.a, a.b, f"{platform.machine()}, {torch.get_num_threads()} threads",
                                            str(date.today()))
+    elif a.what == "longform":
+        from tqdm import tqdm
+
+        from . import longform
+        bar = tqdm(total=a.clips, desc="clips")
+        full = longform.bench_longform(a.corpus, a.clips, a.assets, a.seconds, progress=lambda n, total: bar.update(1))
+        bar.close()
+        if a.rows:
+            a.rows.write_text(json.dumps(full, indent=1))
+        r = {k: v for k, v in full.items() if k != "rows"}
+        text = longform.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
     elif a.what == "generate":
         from . import generation
         r = generation.bench_generation(a.corpus, a.clips, a.assets)

@@ -1,0 +1,54 @@
+"""The long-form benchmark: a join where the sound changes stands out from the music around it, one where it does not
+does not, and the bench runs end to end on tiny models."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from engine.eval.bench import main
+from engine.eval.longform import join_measures, join_times
+
+SR = 24_000
+
+
+def _melody(seconds: float, switch_every: float | None) -> np.ndarray:
+    """A tune of 0.1 s notes within a fourth (pitch changes everywhere) whose timbre switches between dull and bright
+    every ``switch_every`` seconds (never when None)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for k in range(int(seconds * 10)):
+        t = np.arange(SR // 10) / SR
+        f0 = 220 * 2 ** (rng.integers(0, 5) / 12)
+        bright = switch_every is not None and int(k / 10 // switch_every) % 2 == 1
+        amps = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5] if bright else [1.0, 0.3, 0.1, 0.03, 0.01, 0.003]
+        out.append(sum(a * np.sin(2 * np.pi * f0 * (h + 1) * t) for h, a in enumerate(amps)) * 0.1)
+    x = np.concatenate(out)
+    return (x + 0.01 * rng.standard_normal(len(x))).astype(np.float32)  # a little noise: no empty mel bands
+
+
+def test_join_times_follow_the_sliding_windows():
+    assert join_times(60.0) == [10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0]
+    assert join_times(10.0) == [] and join_times(12.0) == [10.0]
+
+
+def test_a_timbre_change_at_a_join_stands_out_and_a_seamless_join_does_not():
+    joins = join_times(60.0)  # every 5 s from 10 s on
+    changed = join_measures(_melody(60.0, switch_every=5.0), joins)
+    seamless = join_measures(_melody(60.0, switch_every=None), joins)
+    assert np.mean(changed["jump_join"]) > 2 * np.mean(changed["jump_between"]), changed
+    assert np.mean(seamless["jump_join"]) < 1.5 * np.mean(seamless["jump_between"]), seamless
+    assert len(changed["jump_join"]) == 10 and len(changed["jump_between"]) == 9
+
+
+def test_the_longform_bench_runs_end_to_end_on_tiny_models(tiny_corpus, tiny_assets, tmp_path):
+    rows, md = tmp_path / "rows.json", tmp_path / "bench.md"
+    args = ["longform", "--corpus", str(tiny_corpus), "--clips", "1", "--seconds", "20", "--assets", str(tiny_assets),
+            "--rows", str(rows), "--append", str(md)]
+    assert main(args) == 0
+    r = json.loads(rows.read_text())
+    assert r["clips"] == 1 and len(r["mcc_parts"]) == 2 and r["last_minus_first"] is not None
+    row = r["rows"][0]
+    assert len(row["jump_join"]) == 2 and len(row["style_join"]) == 2 and len(row["style_between"]) == 1
+    assert all(-1.0 <= c <= 1.0 for c in row["mcc_parts"] + row["style_join"])
+    assert "| MuLan cycle consistency of each 10 s part, in order |" in md.read_text()
