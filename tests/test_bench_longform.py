@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from engine.eval.bench import main
 from engine.eval.longform import join_measures, join_times
@@ -52,3 +53,6 @@ def test_the_longform_bench_runs_end_to_end_on_tiny_models(tiny_corpus, tiny_ass
     assert len(row["jump_join"]) == 2 and len(row["style_join"]) == 2 and len(row["style_between"]) == 1
     assert all(-1.0 <= c <= 1.0 for c in row["mcc_parts"] + row["style_join"])
     assert "| MuLan cycle consistency of each 10 s part, in order |" in md.read_text()
+    with pytest.raises(SystemExit) as e:  # one 10 s part and no join: nothing to measure
+        main(["longform", "--corpus", str(tiny_corpus), "--seconds", "10", "--assets", str(tiny_assets)])
+    assert e.value.code == 2

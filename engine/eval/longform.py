@@ -72,6 +72,8 @@ def join_measures(audio: np.ndarray, joins: list[float], embed=None) -> dict:
 
 
 def bench_longform(corpus, n_clips: int, assets: str = "assets", seconds: float = 60.0, progress=None) -> dict:
+    if not 2 * PART_S <= seconds <= G.MAX_SECONDS:
+        raise ValueError(f"long form is measured on {2 * PART_S:.0f} to {G.MAX_SECONDS:.0f} s clips, got {seconds}")
     model = G.Cantus.load(assets)
     model.warm_up()
     mulan = model.mulan
@@ -96,7 +98,8 @@ def bench_longform(corpus, n_clips: int, assets: str = "assets", seconds: float 
     parts = np.array([r["mcc_parts"] for r in rows])
 
     def pooled(key):
-        return float(np.mean([np.mean(r[key]) for r in rows if r[key]]))
+        v = [np.mean(r[key]) for r in rows if r[key]]
+        return float(np.mean(v)) if v else None
     excess = [np.mean(r["jump_join"]) - np.mean(r["jump_between"]) for r in rows if r["jump_between"]]
     return {"clips": len(rows), "seconds": seconds, "mcc_real": float(np.mean([r["mcc_real"] for r in rows])),
             "mcc_parts": parts.mean(0).tolist(), "mcc_parts_se": [standard_error(c) for c in parts.T],
