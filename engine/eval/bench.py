@@ -277,9 +277,10 @@ def main(argv=None) -> int:
         from tqdm import tqdm
 
         from . import longform
-        lo, hi = 2 * longform.PART_S, longform.G.MAX_SECONDS
-        if not lo <= a.seconds <= hi:
-            ap.error(f"longform: --seconds must be between {lo:.0f} and {hi:.0f} (two 10 s parts and a window join)")
+        try:
+            longform.check_seconds(a.seconds)
+        except ValueError as e:
+            ap.error(f"longform --seconds: {e}")
         bar = tqdm(total=a.clips, desc="clips")
         full = longform.bench_longform(a.corpus, a.clips, a.assets, a.seconds, progress=lambda n, total: bar.update(1))
         bar.close()
