@@ -35,6 +35,7 @@ from ..semantic import SemanticTokenizer
 from .mulan import build_features
 
 N_FRAMES = 250  # 10 s at 25 Hz
+SAVE_EVERY = 500  # clips encoded between partial saves of the codec cache
 
 
 def _save(obj, path: Path) -> None:
@@ -50,7 +51,8 @@ def _cache(path: Path) -> dict | None:
 def codec_tokens(data: str, split: str, codec: Codec, out: Path) -> Path:
     """Encode every clip of the split; a cache made on an earlier, smaller build of the corpus (``build --hours``
     grown in place) keeps its clips' codes and only the new clips are encoded (measured: the 2,899 train clips that
-    growing the corpus from 10 h to 20 h added took 21 min on one thread, the other core busy)."""
+    growing the corpus from 10 h to 20 h added took 21 min on one thread, the other core busy). The cache is also
+    saved every ``SAVE_EVERY`` clips, so an interrupted run loses at most that many."""
     path = out / f"codec-{split}-{codec.cfg.version}.pt"
     ds = CorpusDataset(data, split)
     ids, old = ds.ids, _cache(path)
@@ -58,9 +60,11 @@ def codec_tokens(data: str, split: str, codec: Codec, out: Path) -> Path:
         return path
     known = dict(zip(old["ids"], old["codes"])) if old is not None else {}
     todo = [i for i, c in enumerate(ids) if c not in known]
-    for i in tqdm(todo, desc=f"codec {split}" + (f" ({len(known)} clips cached)" if known else "")):
+    for n, i in enumerate(tqdm(todo, desc=f"codec {split}" + (f" ({len(known)} clips cached)" if known else "")), 1):
         a = torch.from_numpy(np.pad(ds[i].audio, (0, 240_000))[:240_000])[None]
         known[ids[i]] = codec.encode(a)[0, :, :500].to(torch.int16)
+        if n % SAVE_EVERY == 0 and n < len(todo):  # an interrupted run resumes from here (the train split: ~1 h)
+            _save({"ids": list(known), "codes": torch.stack(list(known.values()))}, path)
     _save({"ids": ids, "codes": torch.stack([known[c] for c in ids])}, path)
     return path
 
