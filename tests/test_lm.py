@@ -144,6 +144,20 @@ def test_training_batches_pad_late_starts_and_drop_conditioning():
             assert torch.equal(b["cond"][i, 1, : 250 - late], want)
 
 
+def test_late_starts_reach_as_far_as_asked_and_no_further():
+    cfg = default_config("coarse", 16, codec_size=32, mulan_size=8, d_model=32, n_layer=1, n_head=2)
+    tok = _tokens(256)
+
+    def padded(late_max):  # 25 Hz frames of padded tail per example (2 codec frames each, delay layout aside)
+        b = make_batch(cfg, tok, torch.arange(256), torch.Generator().manual_seed(3), late_max=late_max)
+        return (b["targets"][:, 0, :500] == 32).sum(-1) // 2
+
+    default, long = padded(49), padded(125)
+    assert default.max() <= 49 and long.max() <= 125
+    assert long.max() > 100, "with late_max 125 some clips start 4-5 s late, as a long-form window's context does"
+    assert (long == 0).float().mean() > 0.4, "half the clips still start on time"
+
+
 def test_beat_grid_is_a_steady_quarter_beat_phase():
     g = beat_grid(120.0, 250)  # a beat every 12.5 frames at 25 Hz
     downbeats = torch.nonzero((g == 0) & (torch.roll(g, 1) == 3)).flatten()

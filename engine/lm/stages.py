@@ -35,6 +35,7 @@ CODEC_FRAMES = 500  # 10 s at 50 Hz
 FRAME_RATE = 25
 P_NULL_PREFIX, P_NO_MELODY, P_NO_BEAT, P_TEXT = 0.15, 0.3, 0.3, 0.5
 BEAT_VOCAB = 4  # quarter-beat phases; id 4 = absent
+LATE_MAX = 49  # latest training start, 25 Hz frames (~2 s; the shipped stages' recipe)
 
 
 def beat_grid(bpm: float, n_frames: int, start: int = 0) -> torch.Tensor:
@@ -76,11 +77,13 @@ def noisy_melody(tokens: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return t
 
 
-def make_batch(cfg: StageConfig, tok: dict, idx: torch.Tensor, g: torch.Generator, train: bool = True) -> dict:
+def make_batch(cfg: StageConfig, tok: dict, idx: torch.Tensor, g: torch.Generator, train: bool = True,
+               late_max: int = LATE_MAX) -> dict:
     """Clips ``idx`` of a token set (``engine.train.tokenize.load``) -> {"inputs", "targets", "prefix", "cond"}.
 
-    In training, half of the clips start 0-2 s late (the tail is padded and not scored), so positions 0.. also
-    see mid-piece material, as in sliding-window generation."""
+    In training, half of the clips start up to ``late_max`` 25 Hz frames late (the tail is padded and not scored),
+    so positions 0.. also see mid-piece material, as in sliding-window generation, whose later windows put the
+    last 5 s of the previous one (125 frames) at positions 0.."""
     B = len(idx)
     text_pick = torch.randint(0, tok["mulan_text"].shape[1], (B,), generator=g)
     prefix = tok["mulan_audio"][idx].clone()
@@ -115,7 +118,7 @@ def make_batch(cfg: StageConfig, tok: dict, idx: torch.Tensor, g: torch.Generato
         cond = cond.clone()
         cond[null & (torch.rand(B, generator=g) < cfg.cond_dropout)] = torch.tensor(cfg.cond_vocabs)[:, None]
     if train:  # late starts: shift left, pad the tail with the start/pad id (targets) and 'absent' (conditioning)
-        late = torch.where(torch.rand(B, generator=g) < 0.5, torch.randint(0, 50, (B,), generator=g), 0)
+        late = torch.where(torch.rand(B, generator=g) < 0.5, torch.randint(0, late_max + 1, (B,), generator=g), 0)
         out = torch.stack([o.roll(-int(s) * ratio, -1) for o, s in zip(out, late)])
         cond = torch.stack([c.roll(-int(s), -1) for c, s in zip(cond, late)])
         for b, s in enumerate(late.tolist()):

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from ..lm.model import StageLM, masked_loss
-from ..lm.stages import default_config, make_batch
+from ..lm.stages import FRAME_RATE, LATE_MAX, default_config, make_batch
 from ..mulan.model import MuLanConfig
 from .tokenize import load
 from .distributed import agreed_stop, average_gradients, setup
@@ -119,10 +119,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--init", type=Path, default=None, help="start from the stage in this folder (fine-tuning)")
     ap.add_argument("--melody", action="store_true", help="coarse: read the melody tokens as well as the semantic ids")
+    ap.add_argument("--late-seconds", type=float, default=LATE_MAX / FRAME_RATE,
+                    help="half of the training clips start up to this late (mid-piece starts, as in long form)")
     ap.add_argument("--ship", action="store_true")
     a = ap.parse_args(argv)
     if a.melody and a.stage != "coarse":
         ap.error("--melody is for the coarse stage (the semantic stage always reads the melody)")
+    if not 0 <= a.late_seconds < 10:
+        ap.error("--late-seconds is from 0 to under 10 (a clip is 10 s)")
+    late_max = round(a.late_seconds * FRAME_RATE)
     if a.threads:
         torch.set_num_threads(a.threads)
     out = a.out / a.stage
@@ -175,7 +180,7 @@ def main(argv=None) -> int:
     while step < a.steps and not stop:
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 97 + rank)
         idx = torch.randint(0, len(train_tok["ids"]), (a.batch,), generator=g)
-        b = make_batch(cfg, train_tok, idx, g)
+        b = make_batch(cfg, train_tok, idx, g, late_max=late_max)
         for grp in opt.param_groups:
             grp["lr"] = a.lr * min(1.0, (step + 1) / 300)
             if a.final_lr is not None and a.minutes:
@@ -201,7 +206,7 @@ def main(argv=None) -> int:
             tqdm.write(json.dumps(m))
             if m["valid_loss"] < best:
                 best = m["valid_loss"]
-                save_best(model, out, {**m, "params": model.n_params()})
+                save_best(model, out, {**m, "params": model.n_params(), "late_seconds": late_max / FRAME_RATE})
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                         "history": history, "config": dataclasses.asdict(cfg), "trained_s": trained_s}, out / "last.tmp")
             os.replace(out / "last.tmp", ckpt)
