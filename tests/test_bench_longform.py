@@ -42,6 +42,18 @@ def test_a_timbre_change_at_a_join_stands_out_and_a_seamless_join_does_not():
     assert len(changed["jump_join"]) == 10 and len(changed["jump_between"]) == 9
 
 
+def test_a_bass_step_at_each_join_reads_as_a_bass_rise_there_and_not_between():
+    joins = join_times(30.0)
+    x = _melody(30.0, switch_every=None)
+    t = np.arange(len(x)) / SR
+    since = np.array([t_ - max([j for j in joins if j <= t_], default=t_) for t_ in t[::SR // 100]])
+    swell = np.repeat(np.where(since < 1.0, 1.0, 0.0), SR // 100)[:len(x)]  # 1 s of 80 Hz after every join
+    m = join_measures((x + 0.05 * swell * np.sin(2 * np.pi * 80 * t)).astype(np.float32), joins)
+    plain = join_measures(x, joins)
+    assert np.mean(m["bass_join"]) > 0.3 and abs(np.mean(m["bass_between"])) < 0.1, m
+    assert abs(np.mean(plain["bass_join"])) < 0.1, plain
+
+
 def test_the_longform_bench_runs_end_to_end_on_tiny_models(tiny_corpus, tiny_assets, tmp_path):
     rows, md = tmp_path / "rows.json", tmp_path / "bench.md"
     args = ["longform", "--corpus", str(tiny_corpus), "--clips", "1", "--seconds", "20", "--assets", str(tiny_assets),
@@ -50,7 +62,7 @@ def test_the_longform_bench_runs_end_to_end_on_tiny_models(tiny_corpus, tiny_ass
     r = json.loads(rows.read_text())
     assert r["clips"] == 1 and len(r["mcc_parts"]) == 2 and r["last_minus_first"] is not None
     row = r["rows"][0]
-    assert len(row["jump_join"]) == 2 and len(row["style_join"]) == 2 and len(row["style_between"]) == 1
+    assert len(row["jump_join"]) == len(row["bass_join"]) == 2 and len(row["style_join"]) == 2 and len(row["style_between"]) == 1
     assert all(-1.0 <= c <= 1.0 for c in row["mcc_parts"] + row["style_join"])
     assert "| MuLan cycle consistency of each 10 s part, in order |" in md.read_text()
     with pytest.raises(SystemExit) as e:  # one 10 s part and no join: nothing to measure

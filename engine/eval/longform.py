@@ -8,12 +8,15 @@ seconds (default 60):
 - drift: MuLan cycle consistency (the prompt's text embedding · the audio's) of each consecutive 10 s part, so a
   clip that wanders from its prompt shows as a falling row;
 - joins: at each time a window's new audio starts, the spectral-envelope jump (mean |difference| of the log-mel
-  averaged over the 0.5 s before and the 0.5 s after) and the MuLan cosine of the 5 s before with the 5 s after,
-  each against the same measures at control points halfway between joins: music changes everywhere, so a join is
-  judged by how much more it changes than the music around it does.
+  averaged over the 0.5 s before and the 0.5 s after), the bass rise (the same difference, signed, in the mel bands
+  under 390 Hz: after minus before, log10) and the MuLan cosine of the 5 s before with the 5 s after, each against
+  the same measures at control points halfway between joins: music changes everywhere, so a join is judged by how
+  much more it changes than the music around it does.
 
-Measured on the shipped assets (session 26, 24 prompts x 60 s; BENCHMARKS.md): MCC by 10 s part falls from 0.410 to
-0.338 (-0.071 +- 0.032); the envelope jump is 0.387 at joins against 0.298 between them (MuLan cosine 0.833 vs 0.839).
+Measured on the shipped assets (session 26, 24 prompts of the 10 h build x 60 s; BENCHMARKS.md): MCC by 10 s part
+falls from 0.410 to 0.338 (-0.071 +- 0.032); the envelope jump is 0.387 at joins against 0.298 between them (MuLan
+cosine 0.833 vs 0.839). On the 50 h build's test prompts (session 27): 0.339 -> 0.248 (-0.091 +- 0.036), envelope
+jump 0.441 vs 0.351, bass rise +0.266 at joins vs +0.004 between them (about 2.7 dB under 390 Hz).
 Starting the acoustic stages of every later window afresh from the semantic ids (no acoustic context) ends the minute
 at 0.409, but its joins jump 0.475 vs 0.291 (cosine 0.777 vs 0.822): the drift rides on the acoustic context, and so
 does the continuity.
@@ -31,6 +34,7 @@ PART_S = 10.0  # MCC per part: MuLan's window
 SIDE_S = 0.5  # envelope either side of a join
 STYLE_S = 5.0  # MuLan cosine of this much audio either side of a join
 HOP = 240  # 10 ms at 24 kHz
+BASS_BANDS = 10  # the 80-band log-mel's bands under 390 Hz
 
 
 def join_times(seconds: float, window: float = G.WINDOW_S, keep: float = G.KEEP_S) -> list[float]:
@@ -51,9 +55,15 @@ def envelope_jump(log_mel: np.ndarray, t: float) -> float:
     return float(np.abs(log_mel[:, i - n:i].mean(1) - log_mel[:, i:i + n].mean(1)).mean())
 
 
+def bass_rise(log_mel: np.ndarray, t: float) -> float:
+    """Signed change of the bands under 390 Hz, the SIDE_S after ``t`` seconds minus the SIDE_S before (log10)."""
+    i, n = round(t * G.SAMPLE_RATE / HOP), round(SIDE_S * G.SAMPLE_RATE / HOP)
+    return float((log_mel[:BASS_BANDS, i:i + n].mean(1) - log_mel[:BASS_BANDS, i - n:i].mean(1)).mean())
+
+
 def join_measures(audio: np.ndarray, joins: list[float], embed=None) -> dict:
-    """Envelope jump (and, with ``embed``: audio -> unit vector, the cosine of the STYLE_S either side) at each
-    join and at the control points halfway between consecutive joins (measured only where both sides fit)."""
+    """Envelope jump and bass rise (and, with ``embed``: audio -> unit vector, the cosine of the STYLE_S either side)
+    at each join and at the control points halfway between consecutive joins (measured only where both sides fit)."""
     dur = len(audio) / G.SAMPLE_RATE
     controls = [(a + b) / 2 for a, b in pairwise(joins)]
     m = _log_mel(audio)
@@ -61,7 +71,9 @@ def join_measures(audio: np.ndarray, joins: list[float], embed=None) -> dict:
     def at(times, side):
         return [t for t in times if t - side >= 0 and t + side <= dur]
     out = {"jump_join": [envelope_jump(m, t) for t in at(joins, SIDE_S)],
-           "jump_between": [envelope_jump(m, t) for t in at(controls, SIDE_S)]}
+           "jump_between": [envelope_jump(m, t) for t in at(controls, SIDE_S)],
+           "bass_join": [bass_rise(m, t) for t in at(joins, SIDE_S)],
+           "bass_between": [bass_rise(m, t) for t in at(controls, SIDE_S)]}
     if embed is not None:
         def cos(t):
             a, b = int((t - STYLE_S) * G.SAMPLE_RATE), int(t * G.SAMPLE_RATE)
@@ -107,12 +119,15 @@ def bench_longform(corpus, n_clips: int, assets: str = "assets", seconds: float 
     def pooled(key):  # 20 s and longer: every clip has joins and a control point, each with 5 s either side
         return float(np.mean([np.mean(r[key]) for r in rows]))
     excess = [np.mean(r["jump_join"]) - np.mean(r["jump_between"]) for r in rows]
+    bass = [np.mean(r["bass_join"]) - np.mean(r["bass_between"]) for r in rows]
     drift = parts[:, -1] - parts[:, 0]
     return {"clips": len(rows), "seconds": seconds, "mcc_real": float(np.mean([r["mcc_real"] for r in rows])),
             "mcc_parts": parts.mean(0).tolist(), "mcc_parts_se": [standard_error(c) for c in parts.T],
             "last_minus_first": float(np.mean(drift)), "last_minus_first_se": standard_error(drift),
             "jump_join": pooled("jump_join"), "jump_between": pooled("jump_between"),
             "jump_excess": float(np.mean(excess)), "jump_excess_se": standard_error(excess),
+            "bass_join": pooled("bass_join"), "bass_between": pooled("bass_between"),
+            "bass_excess": float(np.mean(bass)), "bass_excess_se": standard_error(bass),
             "style_join": pooled("style_join"), "style_between": pooled("style_between"), "rows": rows}
 
 
@@ -129,6 +144,8 @@ def markdown(r: dict, machine: str, day: str) -> str:
         f"| last part minus first, paired | {f(r['last_minus_first'], '{:+.3f}')} ± {f(r['last_minus_first_se'])} |",
         f"| log-mel envelope jump at window joins / between joins | {f(r['jump_join'])} / {f(r['jump_between'])} "
         f"(excess {f(r['jump_excess'], '{:+.3f}')} ± {f(r['jump_excess_se'])}) |",
+        f"| bass rise (bands under 390 Hz, log10) at window joins / between joins | {f(r['bass_join'], '{:+.3f}')} / "
+        f"{f(r['bass_between'], '{:+.3f}')} (excess {f(r['bass_excess'], '{:+.3f}')} ± {f(r['bass_excess_se'])}) |",
         f"| MuLan cosine of the 5 s either side, at joins / between joins | {f(r['style_join'])} / "
         f"{f(r['style_between'])} |",
     ]) + "\n"
