@@ -49,16 +49,20 @@ def _log_mel(audio: np.ndarray) -> np.ndarray:
     return np.log10(m + 1e-5)
 
 
-def envelope_jump(log_mel: np.ndarray, t: float) -> float:
-    """Mean absolute difference of the log-mel averaged over the SIDE_S before and after ``t`` seconds."""
+def _change(log_mel: np.ndarray, t: float) -> np.ndarray:
+    """Per band: the log-mel averaged over the SIDE_S after ``t`` seconds minus the SIDE_S before."""
     i, n = round(t * G.SAMPLE_RATE / HOP), round(SIDE_S * G.SAMPLE_RATE / HOP)
-    return float(np.abs(log_mel[:, i - n:i].mean(1) - log_mel[:, i:i + n].mean(1)).mean())
+    return log_mel[:, i:i + n].mean(1) - log_mel[:, i - n:i].mean(1)
+
+
+def envelope_jump(log_mel: np.ndarray, t: float) -> float:
+    """Mean absolute change of the log-mel across ``t`` seconds."""
+    return float(np.abs(_change(log_mel, t)).mean())
 
 
 def bass_rise(log_mel: np.ndarray, t: float) -> float:
-    """Signed change of the bands under 390 Hz, the SIDE_S after ``t`` seconds minus the SIDE_S before (log10)."""
-    i, n = round(t * G.SAMPLE_RATE / HOP), round(SIDE_S * G.SAMPLE_RATE / HOP)
-    return float((log_mel[:BASS_BANDS, i:i + n].mean(1) - log_mel[:BASS_BANDS, i - n:i].mean(1)).mean())
+    """Signed change of the bands under 390 Hz across ``t`` seconds (log10; > 0: louder after)."""
+    return float(_change(log_mel, t)[:BASS_BANDS].mean())
 
 
 def join_measures(audio: np.ndarray, joins: list[float], embed=None) -> dict:
