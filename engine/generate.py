@@ -57,6 +57,10 @@ BPM_RANGE = (40, 240)  # beat-tracker range; the corpus spans 60-170
 # Per-stage temperatures. With a hum, MusicLM's 1.0 / 0.95 / 0.4; text alone samples the first two stages
 # cooler, which keeps clips closer to their prompt, while with a hum cooler stages follow it less (session 25,
 # MODEL_CARD.md: 192 test prompts, MuLan cycle consistency ratio 0.696 -> 0.744; 48 hums followed 0.461 -> 0.442).
+# Only a window that starts from nothing samples cooler: one that continues audio (long form after the first 10 s,
+# or a continuation) takes MusicLM's. Cooler sampling fed its own output compounds: on 24 text-only prompts x 60 s
+# the bass under 390 Hz fell 3.8 dB over the minute and MCC by 10 s part 0.339 -> 0.248; with warm later windows
+# the bass holds (+1.7 dB) and the part MCC falls to 0.289, the first 10 s unchanged (session 28, MODEL_CARD.md).
 STAGE_DEFAULTS = {"semantic": 1.0, "coarse": 0.95, "fine": 0.4}
 TEXT_ONLY_DEFAULTS = {**STAGE_DEFAULTS, "semantic": 0.85, "coarse": 0.76}
 
@@ -100,14 +104,16 @@ class Settings:
             check_bpm(self.bpm, "the tempo")
         try:
             for name in STAGE_DEFAULTS:
-                self.params(name).validate(name)
+                for cool in (True, False):
+                    self.params(name, cool).validate(name)
         except ValueError as e:
             raise GenerationError(str(e)) from None
         return self
 
-    def params(self, stage: str, hummed: bool = False) -> SamplingParams:
+    def params(self, stage: str, cool: bool = True) -> SamplingParams:
+        """``cool``: text alone from nothing (TEXT_ONLY_DEFAULTS); False: a hum to follow or audio to continue."""
         fine = stage == "fine"
-        base = (STAGE_DEFAULTS if hummed else TEXT_ONLY_DEFAULTS)[stage]
+        base = (TEXT_ONLY_DEFAULTS if cool else STAGE_DEFAULTS)[stage]
         return SamplingParams(temperature=base * self.temperature, top_k=0 if fine else self.top_k,
                               top_p=1.0 if fine else self.top_p, guidance=1.0 if fine else self.guidance)
 
@@ -235,7 +241,6 @@ class Cantus:
         melody = None
         if req.melody is not None and len(req.melody):
             melody = torch.as_tensor(np.resize(np.asarray(req.melody, dtype=np.int64), total // 2 + 1))
-        hummed = melody is not None
         ctx_codes = torch.zeros(8, 0, dtype=torch.long)
         ctx_sem = torch.zeros(0, dtype=torch.long)
         if req.continuation is not None:
@@ -251,6 +256,7 @@ class Cantus:
             prefix = prompts[seg_i]
             gens = [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + k) for k in range(3)]
             guided = s.guidance != 1.0
+            cool = melody is None and n_ctx == 0  # the sampling temperatures: see TEXT_ONLY_DEFAULTS
             pre = torch.stack([prefix, null]) if guided else prefix[None]
             # stage 1: semantic ids for the window (melody and beat grid aligned by absolute time; both start with
             # the new audio: a continuation's context has neither)
@@ -266,7 +272,7 @@ class Cantus:
             melody_row = cond1[:, :1]  # [1, 1, W // 2]: the hum (or 'absent') where the window's ids are
             if guided:
                 cond1 = torch.cat([cond1, _uncond(st1, cond1)])
-            sem = StageSampler(st1, pre, cond1, W // 2, s.params("semantic", hummed), gens[0], ctx_sem[None])
+            sem = StageSampler(st1, pre, cond1, W // 2, s.params("semantic", cool), gens[0], ctx_sem[None])
             while not sem.done:
                 _check(cancel)
                 sem.advance()
@@ -280,11 +286,11 @@ class Cantus:
                 cond2 = torch.cat([cond2, melody_row], 1)
             if guided:
                 cond2 = torch.cat([cond2, _uncond(self.stages["coarse"], cond2)])
-            coarse = StageSampler(self.stages["coarse"], pre, cond2, W, s.params("coarse", hummed), gens[1],
+            coarse = StageSampler(self.stages["coarse"], pre, cond2, W, s.params("coarse", cool), gens[1],
                                   ctx_codes[:4])
             fine_cond = torch.full((1, 4, W), self.codec.cfg.codebook_size, dtype=torch.long)
             fine_cond[0, :, :n_ctx] = ctx_codes[:4]
-            fine = StageSampler(self.stages["fine"], prefix[None], fine_cond, W, s.params("fine", hummed), gens[2],
+            fine = StageSampler(self.stages["fine"], prefix[None], fine_cond, W, s.params("fine", cool), gens[2],
                                 ctx_codes[4:8], progressive=True)
             emitted = n_ctx
             while emitted < W:
@@ -443,7 +449,7 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0,
-                    help="scales the stages' temperatures (text alone %s, with a melody %s)"
+                    help="scales the stages' temperatures (text alone %s, with a melody or continuing audio %s)"
                     % tuple(" / ".join(f"{t:g}" for t in d.values()) for d in (TEXT_ONLY_DEFAULTS, STAGE_DEFAULTS)))
     ap.add_argument("--top-k", type=int, default=0)
     ap.add_argument("--guidance", type=float, default=3.0)

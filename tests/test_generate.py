@@ -107,6 +107,8 @@ def test_bad_requests_get_clear_errors(cantus):
         Settings(duration=10_000).validate()
     with pytest.raises(GenerationError, match="temperature"):
         Settings(temperature=-1).validate()
+    with pytest.raises(GenerationError, match="temperature"):  # fine for text alone (0.85 x 5.5), not for a hum
+        Settings(temperature=5.5).validate()
     with pytest.raises(Cancelled):
         cantus.generate(_req(2.0), cancel=lambda: True)
     long_prompt = cantus.generate(Request([Segment("flute " * 2000, 1.0)], Settings(duration=1.0)))
@@ -213,9 +215,11 @@ def test_a_coarse_stage_that_reads_the_melody_gets_the_hum_where_the_semantic_st
     assert plain.shape == (3 * 24_000,)
 
 
-def test_text_alone_samples_the_token_stages_cooler_than_a_hummed_request(cantus, monkeypatch):
+def test_text_alone_samples_the_token_stages_cooler_than_a_hummed_request_or_a_continuation(cantus, monkeypatch):
     """Text alone: semantic and coarse stages at 0.85 / 0.76 (closer to the prompt); with a hum, MusicLM's 1.0 /
-    0.95, which follow the hum more (MODEL_CARD.md, session 25); the user's temperature scales both."""
+    0.95, which follow the hum more (MODEL_CARD.md, session 25); and so does every window that continues audio
+    (long form after its first window, a continuation), where cooler sampling compounds and the bass fades (session
+    28); the user's temperature scales both."""
     import engine.generate as G
     seen = []
 
@@ -229,3 +233,7 @@ def test_text_alone_samples_the_token_stages_cooler_than_a_hummed_request(cantus
     cantus.generate(_req(1.0, melody=np.full(25, 3)))
     cantus.generate(Request([Segment("calm piano ballad", 1.0)], Settings(duration=1.0, temperature=0.5)))
     assert seen == [0.85, 0.76, 0.4, 1.0, 0.95, 0.4, 0.425, 0.38, 0.2]
+    seen.clear()
+    cantus.generate(_req(12.0))  # a 10 s window, then one with 5 s of context and 2 s of new audio
+    cantus.generate(_req(1.0, continuation=np.zeros(24_000 * 3, np.float32)))
+    assert seen == [0.85, 0.76, 0.4, 1.0, 0.95, 0.4, 1.0, 0.95, 0.4]
