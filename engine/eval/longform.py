@@ -17,6 +17,8 @@ Measured on the shipped assets (session 26, 24 prompts of the 10 h build x 60 s;
 falls from 0.410 to 0.338 (-0.071 +- 0.032); the envelope jump is 0.387 at joins against 0.298 between them (MuLan
 cosine 0.833 vs 0.839). On the 50 h build's test prompts (session 27): 0.339 -> 0.248 (-0.091 +- 0.036), envelope
 jump 0.441 vs 0.351, bass rise +0.266 at joins vs +0.004 between them (about 2.7 dB under 390 Hz).
+With later windows sampled at MusicLM's temperatures (session 28): 0.339 -> 0.289 (-0.049 +- 0.024), envelope jump
+0.428 vs 0.368, bass rise +0.235 vs -0.021; the level under 390 Hz no longer falls over the minute.
 Starting the acoustic stages of every later window afresh from the semantic ids (no acoustic context) ends the minute
 at 0.409, but its joins jump 0.475 vs 0.291 (cosine 0.777 vs 0.822): the drift rides on the acoustic context, and so
 does the continuity.
