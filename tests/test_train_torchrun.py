@@ -9,13 +9,12 @@ import sys
 
 import torch
 
-from .conftest import free_port
 from .test_train_codec import TINY_ARGS
 
 
 def torchrun(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", module, *args]
+    # --standalone: torchrun binds a free port itself (picking one first and passing it races other processes)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", module, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
