@@ -8,7 +8,7 @@ from engine.lm import patterns
 from engine.lm.model import StageLM, masked_loss, shift_right
 from engine.lm.sampler import StageSampler
 from engine.lm.sampling import SamplingParams, guide, sample
-from engine.lm.stages import BEAT_VOCAB, beat_grid, default_config, make_batch, noisy_melody
+from engine.lm.stages import BEAT_VOCAB, beat_grid, default_config, make_batch, noisy_melody, self_feed
 
 
 @pytest.mark.parametrize("K,T", [(1, 7), (4, 1), (4, 13)])
@@ -59,6 +59,28 @@ def test_the_model_is_causal():
     with torch.inference_mode():
         a, b = m(x, prefix, cond), m(y, prefix, cond)
     assert torch.equal(a[:, :, :20], b[:, :, :20]) and not torch.equal(a[:, :, 20:], b[:, :, 20:])
+
+
+def test_self_fed_inputs_carry_the_models_own_draws_in_the_share_asked():
+    m = _tiny("coarse").train()
+    with torch.no_grad():  # a model sure of code 7 everywhere: its draws are recognisable
+        m.ln_f.weight.zero_()
+        m.ln_f.bias.fill_(1.0)
+        for head in m.heads:
+            head.weight.zero_()
+            head.weight[7] = 1.0  # logit 32 for code 7, 0 for the others
+    tok = _tokens(32)
+    tok["codec"] = tok["codec"] % 7  # no real code is a 7
+    b = make_batch(m.cfg, tok, torch.arange(32), torch.Generator().manual_seed(0))
+    assert self_feed(m, b, 0.0, torch.Generator()) is b
+    fed = self_feed(m, b, 0.3, torch.Generator().manual_seed(1))
+    assert m.training, "the trainer's mode is restored"
+    assert fed["targets"] is b["targets"] and fed["prefix"] is b["prefix"] and fed["cond"] is b["cond"]
+    pad = b["inputs"] == 32
+    assert torch.equal(fed["inputs"] == 32, pad), "start ids, late-start tails and delay triangles stay pads"
+    changed = fed["inputs"] != b["inputs"]
+    assert (fed["inputs"][changed] == 7).all(), "every replaced code is the model's draw"
+    assert 0.27 < changed.sum() / (~pad).sum() < 0.33
 
 
 def test_training_steps_lower_the_loss_on_a_fixed_batch():

@@ -14,6 +14,10 @@ the shipped coarse stage's twelve 1025 x 256 tables, replaced by their rank-16 /
 / 4.0417 against 4.0411 (teacher-forced validation loss, 128 clips of runs/tokens50): 2.75M of its 9.0M parameters
 were spent on directions that carry nothing, room for three more blocks within the 60 MB of assets (session 21
 tried that for the coarse stage: lower loss, no better audio, half the speed; not kept, see the model card).
+
+``--self-feed S``: a share S of each batch's input tokens are the model's own draws (``engine.lm.stages.self_feed``,
+parallel scheduled sampling), so the stage learns to continue from its own mistakes as it must at generation; one
+extra forward pass without gradients per step. The validation loss stays teacher-forced on real tokens only.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from ..lm.model import StageLM, masked_loss
-from ..lm.stages import FRAME_RATE, LATE_MAX, default_config, make_batch
+from ..lm.stages import FRAME_RATE, LATE_MAX, default_config, make_batch, self_feed
 from ..mulan.model import MuLanConfig
 from .tokenize import load
 from .distributed import agreed_stop, average_gradients, setup
@@ -121,10 +125,14 @@ def main(argv=None) -> int:
     ap.add_argument("--melody", action="store_true", help="coarse: read the melody tokens as well as the semantic ids")
     ap.add_argument("--late-seconds", type=float, default=LATE_MAX / FRAME_RATE,
                     help="half of the training clips start up to this late (mid-piece starts, as in long form)")
+    ap.add_argument("--self-feed", type=float, default=0.0,
+                    help="share of the input tokens replaced by the model's own draws (parallel scheduled sampling)")
     ap.add_argument("--ship", action="store_true")
     a = ap.parse_args(argv)
     if a.melody and a.stage != "coarse":
         ap.error("--melody is for the coarse stage (the semantic stage always reads the melody)")
+    if not 0 <= a.self_feed < 1:
+        ap.error("--self-feed is a share, from 0 to under 1")
     if not 0 <= a.late_seconds < 10:
         ap.error("--late-seconds is from 0 to under 10 (a clip is 10 s)")
     late_max = round(a.late_seconds * FRAME_RATE)
@@ -180,7 +188,7 @@ def main(argv=None) -> int:
     while step < a.steps and not stop:
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 97 + rank)
         idx = torch.randint(0, len(train_tok["ids"]), (a.batch,), generator=g)
-        b = make_batch(cfg, train_tok, idx, g, late_max=late_max)
+        b = self_feed(model, make_batch(cfg, train_tok, idx, g, late_max=late_max), a.self_feed, g)
         for grp in opt.param_groups:
             grp["lr"] = a.lr * min(1.0, (step + 1) / 300)
             if a.final_lr is not None and a.minutes:
