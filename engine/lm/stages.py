@@ -131,9 +131,9 @@ def make_batch(cfg: StageConfig, tok: dict, idx: torch.Tensor, g: torch.Generato
 
 
 @torch.no_grad()
-def self_feed(model, batch: dict, share: float, g: torch.Generator, temperature: float = 1.0) -> dict:
+def self_feed(model, batch: dict, share: float, g: torch.Generator) -> dict:
     """Parallel scheduled sampling (Duckworth et al., 2019): a ``share`` of the real tokens in ``batch``'s inputs
-    replaced by the model's own draws for them (one teacher-forced pass, sampled at ``temperature``), the targets
+    replaced by the model's own draws for them (one teacher-forced pass, sampled at temperature 1), the targets
     left as they are. At generation every input is the model's own draw; trained only on real ones, a stage never
     learns to recover from its own mistakes. Pads (start, late-start tail, delay triangles) are never replaced."""
     if share <= 0:
@@ -143,8 +143,7 @@ def self_feed(model, batch: dict, share: float, g: torch.Generator, temperature:
     logits = model(batch["inputs"], batch["prefix"], batch["cond"])  # [B, K, S, V]
     model.train(was_training)
     B, K, S, V = logits.shape
-    probs = torch.softmax(logits.float().reshape(-1, V) / temperature, -1)
-    drawn = torch.multinomial(probs, 1, generator=g).reshape(B, K, S)
+    drawn = torch.multinomial(torch.softmax(logits.float().reshape(-1, V), -1), 1, generator=g).reshape(B, K, S)
     targets = batch["targets"]
     swap = (torch.rand(targets.shape, generator=g) < share) & (targets != model.cfg.vocab)
     return {**batch, "inputs": shift_right(torch.where(swap, drawn, targets), model.cfg.vocab)}

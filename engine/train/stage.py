@@ -214,7 +214,8 @@ def main(argv=None) -> int:
             tqdm.write(json.dumps(m))
             if m["valid_loss"] < best:
                 best = m["valid_loss"]
-                save_best(model, out, {**m, "params": model.n_params(), "late_seconds": late_max / FRAME_RATE})
+                save_best(model, out, {**m, "params": model.n_params(), "late_seconds": late_max / FRAME_RATE,
+                                         "self_feed": a.self_feed})
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                         "history": history, "config": dataclasses.asdict(cfg), "trained_s": trained_s}, out / "last.tmp")
             os.replace(out / "last.tmp", ckpt)
