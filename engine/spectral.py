@@ -36,12 +36,14 @@ def _mel_fb() -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def _semitone_fb() -> torch.Tensor:
-    """[4097, 72] triangular filters one semitone wide on each side, in MIDI (log-frequency) units."""
-    f = np.fft.rfftfreq(8192, 1 / SAMPLE_RATE)
+def semitone_fb(n_fft: int = 8192, lo: int = MIDI_LO, n: int = N_SEMITONES, sr: int = SAMPLE_RATE) -> torch.Tensor:
+    """[n_fft // 2 + 1, n] triangular filters one semitone wide on each side, in MIDI (log-frequency) units, centred
+    on MIDI lo..lo+n-1, each summing to one."""
+    f = np.fft.rfftfreq(n_fft, 1 / sr)
     midi = 69 + 12 * np.log2(np.maximum(f, 1e-3) / 440)
-    centres = MIDI_LO + np.arange(N_SEMITONES)
-    w = np.maximum(0.0, 1 - np.abs(midi[:, None] - centres[None]))
+    w = np.maximum(0.0, 1 - np.abs(midi[:, None] - (lo + np.arange(n))[None]))
+    if (w.sum(0) == 0).any():
+        raise ValueError(f"{n_fft}-point bins are too coarse for semitone bands from MIDI {lo}")
     return torch.from_numpy((w / w.sum(0, keepdims=True)).astype(np.float32))
 
 
@@ -69,7 +71,7 @@ def frames(audio: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
     audio = normalise(audio.float())
     n = n_frames or audio.shape[-1] // HOP
     mel = torch.einsum("bft,fm->bmt", _power(audio, 2048, HOP), _mel_fb().to(audio.device))
-    semi = torch.einsum("bft,fm->bmt", _power(audio, 8192, HOP), _semitone_fb().to(audio.device))
+    semi = torch.einsum("bft,fm->bmt", _power(audio, 8192, HOP), semitone_fb().to(audio.device))
     x = torch.cat([torch.log10(mel + 1e-6), torch.log10(semi + 1e-6)], 1)
     x = x[..., :n]
     if x.shape[-1] < n:

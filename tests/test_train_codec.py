@@ -45,6 +45,16 @@ def test_pitch_loss_charges_a_wrong_note_not_a_detuned_one():
     assert semitone > 3 * detuned, (semitone, detuned)
 
 
+def test_pitch_loss_from_a_lower_note_hears_a_bass_line_a_semitone_off():
+    """A2 (110 Hz) sits below the default C3 bands, which see only its upper partials' leakage; ``low=36`` gives it a band."""
+    from engine.train.codec import pitch_loss
+    t = torch.arange(24_000) / 24_000
+    tone = lambda f: 0.1 * torch.sin(2 * torch.pi * f * t)[None]  # noqa: E731
+    a2, b_flat2 = tone(110.0), tone(116.54)
+    assert float(pitch_loss(a2, a2, 24_000, low=36)) == 0.0
+    assert float(pitch_loss(a2, b_flat2, 24_000, low=36)) > 2 * float(pitch_loss(a2, b_flat2, 24_000)) > 0
+
+
 def test_phase_loss_charges_a_wrong_frequency_not_a_phase_offset():
     from engine.train.codec import phase_loss
     t = torch.arange(24_000) / 24_000

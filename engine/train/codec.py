@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from tqdm import tqdm
 from ..codec.model import Codec, CodecConfig
 from ..data.dataset import open_dataset
 from ..eval.metrics import log_mel, mel_distance
+from ..spectral import semitone_fb
 from .distributed import agreed_stop, setup
 from .publish import save_best
 
@@ -59,30 +59,23 @@ def codec_loss(ref: torch.Tensor, est: torch.Tensor, sr: int) -> tuple[torch.Ten
     return mel + 0.5 * sc + 0.5 * lin, {"mel": float(mel.detach()), "sc": float(sc.detach()), "lin": float(lin.detach())}
 
 
-@functools.lru_cache(maxsize=None)
-def _semitone_fb(n_fft: int, sr: int, lo: int = 48, hi: int = 108) -> torch.Tensor:
-    """[n_fft // 2 + 1, hi - lo] triangular filters one semitone wide on each side (MIDI lo..hi-1)."""
-    f = np.fft.rfftfreq(n_fft, 1 / sr)
-    midi = 69 + 12 * np.log2(np.maximum(f, 1e-3) / 440)
-    w = np.maximum(0.0, 1 - np.abs(midi[:, None] - np.arange(lo, hi)[None]))
-    return torch.from_numpy((w / w.sum(0, keepdims=True)).astype(np.float32))
-
-
 @torch.no_grad()
-def valid_pitch(codec: Codec, clips: list[torch.Tensor], semantic=None) -> float:
+def valid_pitch(codec: Codec, clips: list[torch.Tensor], semantic=None, low: int = 48) -> float:
     """Mean ``pitch_loss`` of full 8-level round trips (``semantic``: see ``Codec.reconstruct``)."""
     codec.eval()
     d = [float(pitch_loss(x[None], codec.reconstruct(x[None], semantic=semantic)[:, :x.shape[-1]],
-                          codec.cfg.sample_rate)) for x in clips]
+                          codec.cfg.sample_rate, low)) for x in clips]
     codec.train()
     return float(np.mean(d))
 
 
-def pitch_loss(ref: torch.Tensor, est: torch.Tensor, sr: int, n_fft: int = 4096) -> torch.Tensor:
-    """L1 of log energies in semitone bands C3-B7 (n_fft 4096: 5.9 Hz bins). The mel and linear terms weigh every
-    band or bin alike, so a note a semitone off costs them little; here it moves energy between two bands."""
+def pitch_loss(ref: torch.Tensor, est: torch.Tensor, sr: int, low: int = 48) -> torch.Tensor:
+    """L1 of log energies in semitone bands from MIDI ``low`` (default C3) to B7. The mel and linear terms weigh every
+    band or bin alike, so a note a semitone off costs them little; here it moves energy between two bands. A 4,096-point
+    STFT (5.9 Hz bins) resolves semitones down to C3; bands below it use 8,192 points (2.9 Hz bins, down to C1)."""
+    n_fft = 4096 if low >= 48 else 8192
     win = torch.hann_window(n_fft, device=ref.device)
-    fb = _semitone_fb(n_fft, sr).to(ref.device)
+    fb = semitone_fb(n_fft, low, 108 - low, sr).to(ref.device)
     R, E = (torch.stft(x, n_fft, n_fft // 4, window=win, return_complex=True).abs().square() for x in (ref, est))
     R, E = (torch.einsum("bft,fm->bmt", x, fb) for x in (R, E))
     return (torch.log10(R + 1e-5) - torch.log10(E + 1e-5)).abs().mean()

@@ -191,7 +191,7 @@ def train(a: argparse.Namespace) -> dict:
         y = dec(z.permute(0, 2, 1), **codec._decoder_kwargs(cond))[:, 0]
         loss, parts = codec_loss(target[:, skip:], y[:, skip:], cfg.sample_rate)
         if a.pitch_weight:
-            parts["pitch"] = pitch_loss(target[:, skip:], y[:, skip:], cfg.sample_rate)
+            parts["pitch"] = pitch_loss(target[:, skip:], y[:, skip:], cfg.sample_rate, a.pitch_low)
             loss = loss + a.pitch_weight * parts["pitch"]
         if a.phase_weight:
             parts["phase"] = phase_loss(target[:, skip:], y[:, skip:], n_fft=4 * cfg.hop, hop=cfg.hop // 2)
@@ -211,10 +211,10 @@ def train(a: argparse.Namespace) -> dict:
             m = evaluate(codec, clips, semantic)
             score = m["mel_8"]
             if a.pitch_weight:  # then the best trades mel against pitch as the training loss does
-                m["pitch_8"] = valid_pitch(codec, clips, semantic)
+                m["pitch_8"] = valid_pitch(codec, clips, semantic, a.pitch_low)
                 score += a.pitch_weight * m["pitch_8"]
                 if voices:  # the renditions' pitch counts as much as the mixes'
-                    m["voice_pitch_8"] = valid_pitch(codec, voices, semantic)
+                    m["voice_pitch_8"] = valid_pitch(codec, voices, semantic, a.pitch_low)
                     score += a.pitch_weight * m["voice_pitch_8"]
             m.update(step=step, train_hours=round(trained_s / 3600, 3))
             history.append(m)
@@ -252,6 +252,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--level-dropout", type=float, default=0.25)
     ap.add_argument("--pitch-weight", type=float, default=0.0, help="weight of engine.train.codec.pitch_loss")
+    ap.add_argument("--pitch-low", type=int, default=48,
+                    help="lowest MIDI note of the pitch loss's semitone bands (48 = C3; down to 24 = C1)")
     ap.add_argument("--phase-weight", type=float, default=0.0, help="weight of engine.train.codec.phase_loss")
     ap.add_argument("--semantic", default=None, help="semantic tokenizer whose ids the decoder also reads")
     ap.add_argument("--cond-dropout", type=float, default=0.3, help="share of windows decoded without semantic ids")
@@ -266,6 +268,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
+    if not 24 <= a.pitch_low <= 96:
+        ap.error(f"--pitch-low must be a MIDI note within 24-96, got {a.pitch_low}")
     if a.voice_clips < 0 or not 0.0 <= a.voice_share <= 1.0:
         ap.error(f"--voice-clips must be >= 0 and --voice-share within 0-1, got {a.voice_clips} and {a.voice_share}")
     if a.threads:
