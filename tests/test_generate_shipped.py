@@ -55,19 +55,24 @@ def _envelope_db(x: np.ndarray, hop: int = 120) -> np.ndarray:
 def test_an_extension_starts_where_the_clip_ends(cantus, tiny_corpus):
     """'Extend' must not replay the end of the clip it continues: fed the true codes of what follows, the
     continuation decoder gives back the following audio at lag 0 (it lagged by 100 ms on 3 test clips: the context was
-    cut to whole frames at its end, and the decoder's 60 ms delay re-rendered the context's last notes)."""
+    cut to whole frames at its end, and the decoder's 60 ms delay re-rendered the context's last notes). The lag is
+    the peak of the envelope correlation averaged over three clips: one clip's can be periodic (tiny train clip 0 has
+    near-equal peaks at +5 and +20 ms, 0.461 / 0.463 with decoder istft-s28940), while a real shift moves them all."""
     from engine.data.dataset import CorpusDataset
     from engine.generate import _context_audio
-    a = CorpusDataset(tiny_corpus, "train")[0].audio
-    t = 24_000 * 4 + 700  # not a whole number of frames
-    L = _context_audio(a[:t]).shape[-1]
-    codes = cantus.codec.encode(torch.from_numpy(a[t - L: t + 48_000])[None])[:, :, L // 480:]
-    req = Request([Segment("x", 2.0)], Settings(duration=2.0), continuation=a[:t])
-    out = np.concatenate(list(cantus.decode_stream(iter([codes[0]]), req)))
-    ref = a[t: t + len(out)]
-    e_out, e_ref = _envelope_db(out), _envelope_db(ref)
+    ds = CorpusDataset(tiny_corpus, "train")
     lags = range(-30, 31)  # 5 ms steps: +-150 ms
-    score = [np.corrcoef(e_out[30 + k: len(e_out) - 30 + k], e_ref[30: len(e_ref) - 30])[0, 1] for k in lags]
+    scores = []
+    for i in range(3):
+        a = ds[i].audio
+        t = 24_000 * 4 + 700  # not a whole number of frames
+        L = _context_audio(a[:t]).shape[-1]
+        codes = cantus.codec.encode(torch.from_numpy(a[t - L: t + 48_000])[None])[:, :, L // 480:]
+        req = Request([Segment("x", 2.0)], Settings(duration=2.0), continuation=a[:t])
+        out = np.concatenate(list(cantus.decode_stream(iter([codes[0]]), req)))
+        e_out, e_ref = _envelope_db(out), _envelope_db(a[t: t + len(out)])
+        scores.append([np.corrcoef(e_out[30 + k: len(e_out) - 30 + k], e_ref[30: len(e_ref) - 30])[0, 1] for k in lags])
+    score = np.mean(scores, 0)
     assert abs(list(lags)[int(np.argmax(score))]) <= 2, f"the extension is shifted by {list(lags)[int(np.argmax(score))] * 5} ms"
     assert max(score) > 0.4, "the decoded continuation should resemble what follows"
 
