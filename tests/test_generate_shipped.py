@@ -62,10 +62,10 @@ def test_an_extension_starts_where_the_clip_ends(cantus, tiny_corpus):
     from engine.generate import _context_audio
     ds = CorpusDataset(tiny_corpus, "train")
     lags = range(-30, 31)  # 5 ms steps: +-150 ms
+    t = 24_000 * 4 + 700  # not a whole number of frames
     scores = []
     for i in range(3):
         a = ds[i].audio
-        t = 24_000 * 4 + 700  # not a whole number of frames
         L = _context_audio(a[:t]).shape[-1]
         codes = cantus.codec.encode(torch.from_numpy(a[t - L: t + 48_000])[None])[:, :, L // 480:]
         req = Request([Segment("x", 2.0)], Settings(duration=2.0), continuation=a[:t])

@@ -46,7 +46,8 @@ def test_pitch_loss_charges_a_wrong_note_not_a_detuned_one():
 
 
 def test_pitch_loss_from_a_lower_note_hears_a_bass_line_a_semitone_off():
-    """A2 (110 Hz) sits below the default C3 bands, which see only its upper partials' leakage; ``low=36`` gives it a band."""
+    """A2 (110 Hz) sits below the default C3 bands, which see only the edge of its spectral peak; ``low=36`` gives it
+    a band of its own."""
     from engine.train.codec import pitch_loss
     t = torch.arange(24_000) / 24_000
     tone = lambda f: 0.1 * torch.sin(2 * torch.pi * f * t)[None]  # noqa: E731

@@ -72,7 +72,8 @@ def valid_pitch(codec: Codec, clips: list[torch.Tensor], semantic=None, low: int
 def pitch_loss(ref: torch.Tensor, est: torch.Tensor, sr: int, low: int = 48) -> torch.Tensor:
     """L1 of log energies in semitone bands from MIDI ``low`` (default C3) to B7. The mel and linear terms weigh every
     band or bin alike, so a note a semitone off costs them little; here it moves energy between two bands. A 4,096-point
-    STFT (5.9 Hz bins) resolves semitones down to C3; bands below it use 8,192 points (2.9 Hz bins, down to C1)."""
+    STFT (5.9 Hz bins) resolves semitones down to C3; from a lower ``low`` every band uses 8,192 points (2.9 Hz bins,
+    down to C1)."""
     n_fft = 4096 if low >= 48 else 8192
     win = torch.hann_window(n_fft, device=ref.device)
     fb = semitone_fb(n_fft, low, 108 - low, sr).to(ref.device)
