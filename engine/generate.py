@@ -5,11 +5,12 @@ stages were trained on tokens of exactly these models. ``generate_stream`` yield
 ``chunk_seconds`` as soon as the codec's stateful decoder has them; ``generate`` returns the whole clip (the same
 codes, decoded in one batch). Both are deterministic for the same inputs, seed and backend.
 
-Long form: windows of 10 s (the stages' training length); each window after the first keeps the last 5 s of codes
-and semantic ids as its prompt (MusicLM keeps 15 of 30 s), so the decoder just continues: there is no join to
-smooth. Story mode: a list of (prompt, seconds); each window takes the prompt in force where its new audio starts.
-A melody shorter than the music repeats. Each stage of each window draws from its own generator seeded from
-(seed, window, stage), so chunking and interleaving never change the result.
+Long form: windows of up to 10 s (the stages' training length); each window after the first keeps the last 5 s of
+codes and semantic ids as its prompt (MusicLM keeps 15 of 30 s), so the decoder just continues: there is no join to
+smooth. A window that another follows stops TAIL_S before its end (``window_plan``). Story mode: a list of (prompt,
+seconds); each window takes the prompt in force where its new audio starts. A melody shorter than the music
+repeats. Each stage of each window draws from its own generator seeded from (seed, window, stage), so chunking and
+interleaving never change the result.
 
 Decoding: a codec whose decoder reads semantic ids (``Codec.conditioned``) gets the ids the semantic stage drew for
 every frame, so the melody they carry reaches the audio even where the acoustic codes lose it; ``code_stream`` yields
@@ -52,6 +53,10 @@ from .semantic import SemanticTokenizer
 SAMPLE_RATE = 24_000
 CODEC_RATE, SEMANTIC_RATE = 50, 25
 WINDOW_S, KEEP_S = 10.0, 5.0
+# A window that another follows stops TAIL_S short of its 10 s (window_plan): the bass had stepped up by ~2.4 dB
+# where each later window's new audio started, after the window before it thinned in its last second; generated
+# no further, that end never plays and the joins no longer stand out (session 32, MODEL_CARD.md).
+TAIL_S = 1.24
 MAX_SECONDS = 300.0
 BPM_RANGE = (40, 240)  # beat-tracker range; the corpus spans 60-170
 # Per-stage temperatures. With a hum, MusicLM's 1.0 / 0.95 / 0.4; text alone samples the first two stages
@@ -79,6 +84,24 @@ def prompt_bpm(prompt: str) -> float | None:
     """The tempo a prompt names ("at 96 bpm", "120 beats per minute"), or None."""
     bpm = parse_caption(prompt).get("tempo") if isinstance(prompt, str) else None
     return None if bpm is None else check_bpm(bpm, f"the tempo in the prompt {prompt[:40]!r}")
+
+
+def window_plan(total: int, n_ctx: int = 0, tail_s: float | None = None) -> list[tuple[int, int]]:
+    """(context frames, new frames) of each window (50 Hz) for ``total`` new frames after ``n_ctx`` of context.
+
+    A window holds WINDOW_S; the next keeps its last KEEP_S as context. A window that another window follows stops
+    ``tail_s`` (default TAIL_S) before its end, so its last frames are never generated. Frame counts stay even (two
+    codec frames per semantic id)."""
+    win, keep = int(WINDOW_S * CODEC_RATE), int(KEEP_S * CODEC_RATE)
+    tail = 2 * int(round((TAIL_S if tail_s is None else tail_s) * CODEC_RATE / 2))
+    plan, left = [], total
+    while left > 0:
+        room = win - n_ctx
+        n_new = left if left <= room else max(2, room - tail)
+        plan.append((n_ctx, n_new))
+        left -= n_new
+        n_ctx = min(n_ctx + n_new, keep)
+    return plan
 
 
 class Cancelled(Exception):
@@ -246,10 +269,9 @@ class Cantus:
         if req.continuation is not None:
             ctx = self._context(req.continuation)
             ctx_codes, ctx_sem = ctx[:8], ctx[8, ::2]
-        win, produced, w = int(WINDOW_S * CODEC_RATE), 0, 0
-        while produced < total:
-            n_ctx = ctx_codes.shape[-1]
-            n_new = min(win - n_ctx, total - produced)
+        produced = 0
+        for w, (n_ctx, n_new) in enumerate(window_plan(total, ctx_codes.shape[-1])):
+            assert n_ctx == ctx_codes.shape[-1]
             W = n_ctx + n_new
             t_new = produced / CODEC_RATE  # seconds into the piece where this window's new audio starts
             seg_i = min(int(np.searchsorted(bounds, t_new, side="right")), len(prompts) - 1)
@@ -314,7 +336,6 @@ class Cantus:
             all_codes = torch.cat([coarse.codes(0, W), fine.codes(0, W)])
             keep = min(W, int(KEEP_S * CODEC_RATE))
             ctx_codes, ctx_sem = all_codes[:, W - keep:], sem_ids[(W - keep) // 2:]
-            w += 1
 
     # ------------------------------------------------------------------------------------------ audio
     def generate_stream(self, req: Request, progress=None, cancel=None, chunk_seconds: float = 1.0) -> Iterator[np.ndarray]:

@@ -29,12 +29,16 @@ def _melody(seconds: float, switch_every: float | None) -> np.ndarray:
 
 
 def test_join_times_follow_the_sliding_windows():
-    assert join_times(60.0) == [10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0]
-    assert join_times(10.0) == [] and join_times(12.0) == [10.0]
+    assert join_times(60.0, tail_s=0.0) == [10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0]
+    assert join_times(10.0, tail_s=0.0) == [] and join_times(12.0, tail_s=0.0) == [10.0]
+    # the generator's default: a window that another follows stops 1.24 s early, so joins come every 3.76 s
+    joins = join_times(60.0)
+    assert joins[:3] == [8.76, 12.52, 16.28] and len(joins) == 14
+    assert join_times(10.0) == [] and join_times(12.0) == [8.76]
 
 
 def test_a_timbre_change_at_a_join_stands_out_and_a_seamless_join_does_not():
-    joins = join_times(60.0)  # every 5 s from 10 s on
+    joins = join_times(60.0, tail_s=0.0)  # every 5 s from 10 s on
     changed = join_measures(_melody(60.0, switch_every=5.0), joins)
     seamless = join_measures(_melody(60.0, switch_every=None), joins)
     assert np.mean(changed["jump_join"]) > 2 * np.mean(changed["jump_between"]), changed
@@ -63,8 +67,8 @@ def test_the_longform_bench_runs_end_to_end_on_tiny_models(tiny_corpus, tiny_ass
     r = json.loads(rows.read_text())
     assert r["clips"] == 1 and len(r["mcc_parts"]) == 2 and r["last_minus_first"] is not None
     row = r["rows"][0]
-    assert len(row["jump_join"]) == len(row["bass_join"]) == 2
-    assert len(row["style_join"]) == 2 and len(row["style_between"]) == 1
+    assert len(row["jump_join"]) == len(row["bass_join"]) == 3  # at 8.76, 12.52 and 16.28 s
+    assert len(row["style_join"]) == 2 and len(row["style_between"]) == 2  # 5 s either side within the 20 s
     assert all(-1.0 <= c <= 1.0 for c in row["mcc_parts"] + row["style_join"])
     assert "| MuLan cycle consistency of each 10 s part, in order |" in md.read_text()
     with pytest.raises(SystemExit) as e:  # one 10 s part and no join: nothing to measure

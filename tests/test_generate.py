@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from itertools import pairwise
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.generate import Cancelled, Cantus, GenerationError, Request, Segment, Settings
 
@@ -66,6 +69,40 @@ def test_long_form_story_and_continuation(cantus):
     melody = np.tile(np.repeat(np.arange(1, 13), 5), 3)
     with_melody = cantus.generate(_req(2.0, melody=melody))
     assert not np.array_equal(with_melody, cantus.generate(_req(2.0)))
+
+
+def test_a_window_that_another_follows_stops_before_its_end_and_the_next_continues_from_there(cantus, monkeypatch):
+    """Long form: a window that another follows stops TAIL_S = 1.24 s short of its 10 s (62 of 500 frames), where
+    each later window's end had lifted the bass at the next join (session 32, MODEL_CARD.md); the next window keeps
+    the 5 s before that stop as its context, and the clip keeps its length."""
+    import engine.generate as G
+    seen = []
+
+    class Spy(G.StageSampler):
+        def __init__(self, model, prefix, cond, n, params, gen, prompt=None, **k):
+            if model.cfg.name == "coarse":
+                seen.append((n, None if prompt is None else prompt.clone()))
+            super().__init__(model, prefix, cond, n, params, gen, prompt, **k)
+    monkeypatch.setattr(G, "StageSampler", Spy)
+    codes = torch.cat(list(cantus.code_stream(_req(20.0))), -1)
+    assert codes.shape == (9, 1000)
+    assert [n for n, _ in seen] == [438, 438, 438, 436]  # 8.76 s new, then 3 windows of 5 s context + the rest
+    assert seen[0][1].shape == (4, 0)
+    for (_, ctx), start in zip(seen[1:], (438, 626, 814)):
+        assert torch.equal(ctx, codes[:4, start - 250:start]), "the context ends where the stream stopped"
+
+
+@given(total=st.integers(1, 7500), n_ctx=st.integers(0, 125), tail=st.sampled_from([0.0, 0.5, 1.24, 3.0]))
+@settings(max_examples=200, deadline=None)
+def test_window_plans_cover_the_clip_in_windows_the_stages_can_hold(total, n_ctx, tail):
+    from engine.generate import window_plan
+    total, n_ctx = 2 * total, 2 * n_ctx  # even: two codec frames per semantic id
+    plan = window_plan(total, n_ctx, tail)
+    assert sum(n for _, n in plan) == total and plan[0][0] == n_ctx
+    assert all(c % 2 == 0 and n % 2 == 0 and n > 0 and c + n <= 500 for c, n in plan)
+    for (c, n), (c2, _) in pairwise(plan):
+        assert c + n == 500 - 2 * round(tail * 25), "a window that another follows stops tail_s short"
+        assert c2 == 250, "and the next keeps 5 s of it"
 
 
 def test_a_tempo_from_the_prompt_or_the_settings_conducts_the_semantic_stage(cantus):
@@ -209,7 +246,7 @@ def test_a_coarse_stage_that_reads_the_melody_gets_the_hum_where_the_semantic_st
         for s, c in zip(sem, coarse):
             assert c.shape[:2] == (2, 2) and torch.equal(c[0, 1], s[0, 0]), "the hum, as the semantic stage has it"
             assert (c[1] == torch.tensor([16, 13])[:, None]).all(), "guidance's other branch: no ids, no hum"
-        first = torch.as_tensor(np.resize(hum, 250))
+        first = torch.as_tensor(np.resize(hum, sum(G.window_plan(600)[0]) // 2))
         assert torch.equal(coarse[0][0, 1], first), "the first window: the hum from its start, repeated"
     plain = Cantus.load(tmp_path / "a").generate(_req(3.0, seed=4))
     assert plain.shape == (3 * 24_000,)
@@ -234,6 +271,6 @@ def test_text_alone_samples_the_token_stages_cooler_than_a_hummed_request_or_a_c
     cantus.generate(Request([Segment("calm piano ballad", 1.0)], Settings(duration=1.0, temperature=0.5)))
     assert seen == [0.85, 0.76, 0.4, 1.0, 0.95, 0.4, 0.425, 0.38, 0.2]
     seen.clear()
-    cantus.generate(_req(12.0))  # a 10 s window, then one with 5 s of context and 2 s of new audio
+    cantus.generate(_req(12.0))  # a window of 8.76 s, then one with 5 s of context and 3.24 s of new audio
     cantus.generate(_req(1.0, continuation=np.zeros(24_000 * 3, np.float32)))
     assert seen == [0.85, 0.76, 0.4, 1.0, 0.95, 0.4, 1.0, 0.95, 0.4]
