@@ -53,9 +53,9 @@ from .semantic import SemanticTokenizer
 SAMPLE_RATE = 24_000
 CODEC_RATE, SEMANTIC_RATE = 50, 25
 WINDOW_S, KEEP_S = 10.0, 5.0
-# A window that another follows stops TAIL_S short of its 10 s (window_plan): the bass had stepped up by ~2.4 dB
-# where each later window's new audio started, after the window before it thinned in its last second; generated
-# no further, that end never plays and the joins no longer stand out (session 32, MODEL_CARD.md).
+# A window that another follows stops TAIL_S short of its 10 s (window_plan). Run to its end, the bass rose at each
+# join by +0.18 log10 more than between joins and the envelope jumped +0.06 more; stopped short, -0.03 and -0.01
+# (48 text-only prompts x 60 s, session 32, MODEL_CARD.md).
 TAIL_S = 1.24
 MAX_SECONDS = 300.0
 BPM_RANGE = (40, 240)  # beat-tracker range; the corpus spans 60-170
@@ -86,6 +86,11 @@ def prompt_bpm(prompt: str) -> float | None:
     return None if bpm is None else check_bpm(bpm, f"the tempo in the prompt {prompt[:40]!r}")
 
 
+def clip_frames(seconds: float) -> int:
+    """Codec frames (50 Hz) of a clip of ``seconds``, rounded to an even count: two frames per semantic id."""
+    return 2 * round(seconds * CODEC_RATE / 2)
+
+
 def window_plan(total: int, n_ctx: int = 0, tail_s: float | None = None) -> list[tuple[int, int]]:
     """(context frames, new frames) of each window (50 Hz) for ``total`` new frames after ``n_ctx`` of context.
 
@@ -93,7 +98,7 @@ def window_plan(total: int, n_ctx: int = 0, tail_s: float | None = None) -> list
     ``tail_s`` (default TAIL_S) before its end, so its last frames are never generated. Frame counts stay even (two
     codec frames per semantic id)."""
     win, keep = int(WINDOW_S * CODEC_RATE), int(KEEP_S * CODEC_RATE)
-    tail = 2 * int(round((TAIL_S if tail_s is None else tail_s) * CODEC_RATE / 2))
+    tail = clip_frames(TAIL_S if tail_s is None else tail_s)
     plan, left = [], total
     while left > 0:
         room = win - n_ctx
@@ -259,7 +264,7 @@ class Cantus:
         prompts = [self.text_tokens(seg.prompt) for seg in req.segments]
         bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt) for seg in req.segments]
         null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)
-        total = int(round(min(s.duration, bounds[-1]) * CODEC_RATE / 2)) * 2 + extra_frames
+        total = clip_frames(min(s.duration, bounds[-1])) + extra_frames
         total += total % 2  # even: two codec frames per semantic id
         melody = None
         if req.melody is not None and len(req.melody):
@@ -270,8 +275,8 @@ class Cantus:
             ctx = self._context(req.continuation)
             ctx_codes, ctx_sem = ctx[:8], ctx[8, ::2]
         produced = 0
-        for w, (n_ctx, n_new) in enumerate(window_plan(total, ctx_codes.shape[-1])):
-            assert n_ctx == ctx_codes.shape[-1]
+        plan = window_plan(total, ctx_codes.shape[-1])
+        for w, (n_ctx, n_new) in enumerate(plan):
             W = n_ctx + n_new
             t_new = produced / CODEC_RATE  # seconds into the piece where this window's new audio starts
             seg_i = min(int(np.searchsorted(bounds, t_new, side="right")), len(prompts) - 1)
@@ -333,9 +338,10 @@ class Cantus:
                     if progress:
                         progress(produced / total, "acoustic tokens")
                     yield codes
-            all_codes = torch.cat([coarse.codes(0, W), fine.codes(0, W)])
-            keep = min(W, int(KEEP_S * CODEC_RATE))
-            ctx_codes, ctx_sem = all_codes[:, W - keep:], sem_ids[(W - keep) // 2:]
+            if w + 1 < len(plan):  # the next window's context: the last frames of this one, as many as the plan says
+                keep = plan[w + 1][0]
+                ctx_codes = torch.cat([coarse.codes(W - keep, W), fine.codes(W - keep, W)])
+                ctx_sem = sem_ids[(W - keep) // 2:]
 
     # ------------------------------------------------------------------------------------------ audio
     def generate_stream(self, req: Request, progress=None, cancel=None, chunk_seconds: float = 1.0) -> Iterator[np.ndarray]:
@@ -378,7 +384,7 @@ class Cantus:
             if ctx.shape[-1]:
                 _, state = self.decoder.decode_step(ctx[None, :8], None, ctx[8:9])
                 skip = self.codec.delay
-            left = int(round(min(req.settings.duration, sum(s.seconds for s in req.segments)) * CODEC_RATE / 2)) * 960
+            left = clip_frames(min(req.settings.duration, sum(s.seconds for s in req.segments))) * 480
         for c in codes:  # [8, n] codes, or [9, n]: codes and each frame's semantic id (code_stream)
             ids = c[8:9] if c.shape[0] == 9 else None
             audio, state = self.decoder.decode_step(c[None, :8], state, ids)

@@ -3,8 +3,8 @@ does a long clip keep to its prompt, and do its window joins show?
 
 Long form is made of sliding windows (``engine.generate.window_plan``: windows of up to 10 s, each keeping the last
 5 s of the one before as context; since session 32 a window that another follows stops 1.24 s short, so the first
-adds 8.76 s and each later one 3.76 s). For each of N text-only test prompts (the short caption, seed = clip index) generated for S
-seconds (default 60):
+adds 8.76 s and each later one 3.76 s). For each of N text-only test prompts (the short caption, seed = clip index)
+generated for S seconds (default 60):
 
 - drift: MuLan cycle consistency (the prompt's text embedding · the audio's) of each consecutive 10 s part, so a
   clip that wanders from its prompt shows as a falling row;
@@ -42,7 +42,7 @@ BASS_BANDS = 10  # the 80-band log-mel's bands under 390 Hz
 
 def join_times(seconds: float, tail_s: float | None = None) -> list[float]:
     """Seconds into a text-only clip where each window after the first starts its new audio (``G.window_plan``)."""
-    plan = G.window_plan(int(round(seconds * G.CODEC_RATE / 2)) * 2, 0, tail_s)
+    plan = G.window_plan(G.clip_frames(seconds), 0, tail_s)
     return [float(t) for t in np.cumsum([n for _, n in plan])[:-1] / G.CODEC_RATE]
 
 
