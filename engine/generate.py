@@ -182,7 +182,9 @@ class Cantus:
         assert stages["semantic"].cfg.vocab == semantic.cardinality == stages["coarse"].cfg.cond_vocabs[0]
         assert stages["coarse"].cfg.vocab == stages["fine"].cfg.vocab == codec.cfg.codebook_size
         assert stages["semantic"].cfg.cond_vocabs[:2] in ((MELODY_VOCAB,), (MELODY_VOCAB, BEAT_VOCAB))
-        self.versions = {**versions, "stages": {n: s.cfg.d_model for n, s in stages.items()}}
+        # what a saved clip records of the models that made it (the prompt prior changes a seed's audio too)
+        self.versions = {**versions, "stages": {n: s.cfg.d_model for n, s in stages.items()},
+                         "prompt_prior": mulan.prior.cfg.version if mulan.prior is not None else None}
         self.text_cache: dict[str, torch.Tensor] = {}
         self._ctx_memo = None  # (weak reference to the clip being continued, its context: _context)
         self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
@@ -237,7 +239,7 @@ class Cantus:
         try:
             key = " ".join(prompt.split()) if isinstance(prompt, str) else prompt
             if key not in self.text_cache:
-                self.text_cache[key] = self.mulan.tokens(self.mulan.embed_text([prompt]))[0]
+                self.text_cache[key] = self.mulan.tokens(self.mulan.embed_prompt([prompt]))[0]
             return self.text_cache[key]
         except PromptError as e:
             raise GenerationError(str(e)) from None

@@ -150,6 +150,54 @@ def test_audio_tower_retraining_keeps_the_text_tokens_the_stages_read(tiny_corpu
     assert {"recall@10", "zero_shot_mode", "token_cosine_audio"} <= set(m)
 
 
+def test_prompt_prior_trains_on_a_frozen_mulan_and_ships_only_when_better(tiny_corpus, tmp_path):
+    import shutil
+
+    from engine.mulan import MuLan
+    from engine.train import mulan as train_mulan
+    from engine.train import mulan_prior
+
+    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path / "m"), "--steps", "2", "--batch", "8",
+                      "--eval-every", "2", "--width", "16", "--dim", "16", "--paraphrases", "1", "--version", "t"])
+    shutil.copytree(tmp_path / "m" / "best", tmp_path / "assets")
+    plain = MuLan.load(tmp_path / "assets")
+    assert plain.prior is None
+    prompts = ["a slow waltz on the piano", "fast techno with a saw lead"]
+    assert torch.equal(plain.embed_prompt(prompts), plain.embed_text(prompts))  # no prior: the text as it was
+    args = ["--data", str(tiny_corpus), "--features", str(tmp_path / "m"), "--init", str(tmp_path / "assets"),
+            "--out", str(tmp_path / "p"), "--steps", "300", "--batch", "32", "--hidden", "32", "--per-clip", "2",
+            "--eval-every", "100", "--ship", "--assets", str(tmp_path / "assets")]
+    mulan_prior.main(args)
+    m = json.loads((tmp_path / "p" / "best" / "metrics.json").read_text())
+    # the prior predicts the held-out clips' audio better than their captions' own text embeddings do
+    assert m["valid_prior_cosine"] > m["valid_text_cosine"], m
+    shipped = MuLan.load(tmp_path / "assets")
+    assert shipped.prior is not None and shipped.prior.cfg.mulan == plain.cfg.token_key
+    p = shipped.embed_prompt(prompts)
+    assert p.shape == (2, 16) and torch.allclose(p.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert not torch.allclose(p, plain.embed_text(prompts), atol=1e-3)
+    assert torch.equal(shipped.tokens(shipped.embed_text(prompts)), plain.tokens(plain.embed_text(prompts)))
+    before = (tmp_path / "assets" / "prior.safetensors").read_bytes()
+    mulan_prior.main([*args[:-3], "--steps", "1", "--ship", "--assets", str(tmp_path / "assets")])  # a worse one
+    assert (tmp_path / "assets" / "prior.safetensors").read_bytes() == before
+
+
+def test_a_prior_trained_on_another_mulan_is_refused_with_a_readable_error(tiny_corpus, tmp_path):
+    from engine.mulan import MuLan
+    from engine.mulan.prior import PriorConfig, PromptPrior
+    from engine.train import mulan as train_mulan
+
+    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path / "m"), "--steps", "1", "--batch", "8",
+                      "--eval-every", "1", "--width", "16", "--dim", "16", "--paraphrases", "1", "--version", "t"])
+    model = MuLan.load(tmp_path / "m" / "best")
+    PromptPrior(PriorConfig(dim=16, hidden=8, mulan="some-other-mulan")).save(tmp_path / "m" / "best")
+    with pytest.raises(RuntimeError, match="retrain it"):
+        MuLan.load(tmp_path / "m" / "best")
+    model.prior = PromptPrior(PriorConfig(dim=16, hidden=8, mulan="some-other-mulan"))
+    model.save(tmp_path / "resaved")  # a stale prior is dropped, not saved beside the MuLan it does not fit
+    assert MuLan.load(tmp_path / "resaved").prior is None
+
+
 needs_shipped = pytest.mark.skipif(not (ASSETS / "mulan" / "mulan.json").exists(), reason="no shipped MuLan")
 
 
@@ -171,6 +219,25 @@ def test_shipped_mulan_finds_the_music_a_caption_describes(tiny_corpus):
     assert torch.nn.functional.cosine_similarity(rec, text).mean() > 0.9
     with pytest.raises(ValueError, match="empty"):
         model.embed_text(["   "])
+
+
+@needs_shipped
+def test_shipped_prior_pulls_each_caption_toward_the_music_it_describes(tiny_corpus):
+    """Every clip of the tiny corpus (24, rendered with another seed than the training corpus): the prompt the stages
+    read lies nearer the clip's audio embedding than the caption's plain text embedding does."""
+    from engine.data.dataset import CorpusDataset
+    from engine.mulan import MuLan
+    model = MuLan.load(ASSETS / "mulan")
+    if model.prior is None:
+        pytest.skip("the shipped MuLan has no prompt prior")
+    clips = [ds[i] for split in ("train", "valid", "test") for ds in [CorpusDataset(tiny_corpus, split)]
+             for i in range(len(ds))]
+    audio = torch.stack([model.embed_audio(c.audio, c.sample_rate) for c in clips])
+    caps = [c.captions[1] for c in clips]  # the short caption: what people type
+    plain = (model.embed_text(caps) * audio).sum(-1)
+    prefix = (model.embed_prompt(caps) * audio).sum(-1)
+    assert prefix.mean() > plain.mean() + 0.05, (float(plain.mean()), float(prefix.mean()))
+    assert (prefix > plain).float().mean() >= 0.75
 
 
 @needs_shipped

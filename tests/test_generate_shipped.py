@@ -38,6 +38,20 @@ def test_the_generated_clip_follows_the_hummed_melody(cantus, tiny_corpus):
     assert np.mean(with_m) > 2 * np.mean(without) and np.mean(with_m) > 0.25, (with_m, without)
 
 
+def test_the_stages_read_the_prompt_through_the_shipped_prior(cantus):
+    """The prefix tokens come from the prior's pull of the prompt toward its music (engine.mulan.prior), and a saved
+    clip records which prior made it: the same seed under another prior is other audio."""
+    if cantus.mulan.prior is None:
+        pytest.skip("the shipped MuLan has no prompt prior")
+    prompts = ["slow meditative flute and guitar", "A melancholy waltz around 143 bpm.", "an energetic techno track"]
+    m = cantus.mulan
+    for p in prompts:
+        assert torch.equal(cantus.text_tokens(p), m.tokens(m.embed_prompt([p]))[0])
+    plain = m.tokens(m.embed_text(prompts))
+    assert not torch.equal(torch.stack([cantus.text_tokens(p) for p in prompts]), plain)
+    assert cantus.versions["prompt_prior"] == m.prior.cfg.version
+
+
 def test_the_shipped_generator_streams_real_audio(cantus):
     req = Request([Segment("an energetic techno track", 3.0)], Settings(duration=3.0, seed=1))
     chunks = list(cantus.generate_stream(req))

@@ -23,6 +23,7 @@ from torch import nn
 from .. import spectral
 from ..blocks import DilatedResBlock
 from ..kmeans import ResidualKMeans
+from .prior import PromptPrior
 from .text import DIM as TEXT_DIM
 from .text import encode_sentences
 
@@ -106,12 +107,20 @@ class MuLan(nn.Module):
         self.text = TextProjection(cfg)
         self.log_temp = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
         self.rvq: ResidualKMeans | None = None
+        self.prior: PromptPrior | None = None  # saved in its own files (engine.mulan.prior), not in mulan.safetensors
 
     # ----------------------------------------------------------------------------------------- embeddings
     @torch.inference_mode()
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         """prompts -> [N, dim] unit vectors (raises text.PromptError for an empty prompt)."""
         return self.text(torch.from_numpy(encode_sentences(list(texts))))
+
+    @torch.inference_mode()
+    def embed_prompt(self, texts: list[str]) -> torch.Tensor:
+        """prompts -> [N, dim]: what the stages' prefix tokens are made from (the prior's prediction of the audio
+        embedding of the music each describes, when this MuLan has a prior; judges keep using ``embed_text``)."""
+        t = self.embed_text(texts)
+        return t if self.prior is None else self.prior(t)
 
     @staticmethod
     def windows(audio: np.ndarray, sr: int) -> torch.Tensor:
@@ -144,10 +153,17 @@ class MuLan(nn.Module):
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().half().contiguous() for k, v in self.state_dict().items()},
-                  str(path / "mulan.safetensors"))
+        weights = {k: v for k, v in self.state_dict().items() if not k.startswith("prior.")}  # the prior: its own files
+        save_file({k: v.detach().half().contiguous() for k, v in weights.items()}, str(path / "mulan.safetensors"))
         if self.rvq is not None:
             self.rvq.save(path, "mulan_rvq")
+        for f in PromptPrior.FILES:
+            (path / f).unlink(missing_ok=True)
+        if self.prior is not None and self.prior.cfg.mulan == self.cfg.token_key:
+            self.prior.save(path)
+        elif self.prior is not None:  # e.g. a retrained text projection: the prior learned the old one's embeddings
+            print(f"the prompt prior (trained on MuLan {self.prior.cfg.mulan}) is not saved with MuLan "
+                  f"{self.cfg.token_key}: retrain it (python -m engine.train.mulan_prior)")
         (path / "mulan.json").write_text(json.dumps(asdict(self.cfg), indent=1))
 
     @classmethod
@@ -159,6 +175,11 @@ class MuLan(nn.Module):
         model.load_state_dict({k: v.float() for k, v in load_file(str(path / "mulan.safetensors")).items()})
         if (path / "mulan_rvq.safetensors").is_file():
             model.rvq = ResidualKMeans.load(path, "mulan_rvq")
+        model.prior = PromptPrior.load(path)
+        if model.prior is not None and model.prior.cfg.mulan != model.cfg.token_key:
+            raise RuntimeError(f"{path}: the prompt prior was trained on MuLan {model.prior.cfg.mulan}, not on this "
+                               f"one ({model.cfg.token_key}): retrain it (python -m engine.train.mulan_prior) or "
+                               f"delete {path / 'prior.json'}")
         return model.eval()
 
 

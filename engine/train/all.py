@@ -1,6 +1,6 @@
 """Rebuild every shipped model from nothing: ``python -m engine.train.all --runs runs --hours 10``.
 
-corpus -> codec -> MuLan -> MuLan text projection -> semantic tokenizer -> tokens -> codec decoder (iSTFT, on the
+corpus -> codec -> MuLan -> MuLan text projection -> prompt prior -> semantic tokenizer -> tokens -> codec decoder (iSTFT, on the
 frozen codes, reading the semantic ids too) -> codec encoder (a faster one distilled from it, same token space) ->
 semantic / coarse / fine stages -> evaluation report (which exports
 the ONNX graphs on first use), each step a call of that model's own entry point. Every step is cached and
@@ -20,6 +20,7 @@ from pathlib import Path
 from . import codec as train_codec
 from . import codec_decoder as train_codec_decoder
 from . import codec_encoder as train_codec_encoder
+from . import mulan_prior as train_mulan_prior
 from . import mulan_text as train_mulan_text
 from . import mulan as train_mulan
 from . import semantic as train_semantic
@@ -70,6 +71,10 @@ def main(argv=None) -> int:
                                                       "--init", str(a.assets / "mulan"), "--out",
                                                       str(a.runs / "mulan_text"), "--ship", "--assets",
                                                       str(a.assets / "mulan")]))
+    step("prompt prior", lambda: train_mulan_prior.main(["--data", str(corpus), "--features", str(a.runs / "mulan"),
+                                                         "--init", str(a.assets / "mulan"), "--out",
+                                                         str(a.runs / "mulan_prior"), "--ship", "--assets",
+                                                         str(a.assets / "mulan")]))
     step("semantic tokenizer", lambda: (
         train_semantic.main(["--data", str(corpus), "--features", str(a.runs / "mulan"), "--out", str(a.runs / "semantic")]),
         train_semantic.main(["--out", str(a.runs / "semantic"), "--ship", "--assets", str(a.assets / "semantic")])))

@@ -1,0 +1,147 @@
+"""Train the prompt prior (``engine.mulan.prior``) on a frozen MuLan: ``python -m engine.train.mulan_prior --data
+runs/corpus --features runs/mulan --init assets/mulan --out runs/mulan_prior [--ship --assets assets/mulan]``.
+
+Data: each train clip's audio embedding from the frozen audio tower (its first 10 s, as ``engine.train.mulan``
+embeds it), paired with the text embedding of each of its captions (the corpus's and the trainer's paraphrases,
+from the feature cache ``engine.train.mulan`` keeps) and of ``--per-clip`` short prompts made from its tags (the
+cache ``engine.train.mulan_text`` keeps): a short prompt fits many clips, so the cosine loss teaches the mean
+direction of the music it describes. Loss: 1 - cosine of the prediction with the clip's audio embedding. The
+features take minutes to build on a first run (cached, shared with the other MuLan trainers); the training itself
+takes seconds, so a run restarts rather than resumes.
+
+Selection: the validation score is the mean cosine of the prior's prediction with the clip's audio embedding, over
+every validation caption; the plain text embedding's is the score to beat. ``OUT/best`` holds the whole MuLan with its prior; ``--ship`` copies
+the prior's two files into ``--assets`` only when its score beats the shipped prior's on the same validation clips
+(or the plain text's, with none shipped).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..mulan import MuLan
+from ..mulan.prior import PriorConfig, PromptPrior
+from .mulan import build_features, embed_split
+from .mulan_text import short_prompts
+from .publish import save_best
+
+
+def pairs(model: MuLan, feats: dict, short: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (text [M, D], index [M] of the clip each text belongs to) and the clips' audio embeddings [N, D]."""
+    with torch.no_grad():
+        audio, text = embed_split(model, feats)
+        n, c = text.shape[:2]
+        texts, owner = [text.reshape(n * c, -1)], [torch.arange(n).repeat_interleave(c)]
+        if short is not None:
+            s = short["text"].float()
+            texts.append(model.text(s.reshape(-1, s.shape[-1])))
+            owner.append(torch.arange(n).repeat_interleave(s.shape[1]))
+    return torch.cat(texts), torch.cat(owner), audio
+
+
+def score(prior: PromptPrior | None, text: torch.Tensor, owner: torch.Tensor, audio: torch.Tensor) -> float:
+    """Mean cosine of the prior's prediction (the plain text without a prior) with the owning clip's audio embedding."""
+    with torch.no_grad():
+        p = text if prior is None else prior(text)
+    return float((p * audio[owner]).sum(-1).mean())
+
+
+def train(a: argparse.Namespace) -> dict:
+    torch.manual_seed(a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = MuLan.load(a.init)
+    feats = {s: build_features(a.data, s, Path(a.features), 3 if s == "train" else 0) for s in ("train", "valid")}
+    short = short_prompts(feats["train"], a.per_clip, Path(a.features)) if a.per_clip else None
+    x, owner, audio = pairs(model, feats["train"], short)
+    vx, vowner, vaudio = pairs(model, feats["valid"], None)
+    prior = PromptPrior(PriorConfig(dim=model.cfg.dim, hidden=a.hidden, mulan=model.cfg.token_key))
+    plain = score(None, vx, vowner, vaudio)
+    history = [{"step": 0, "valid_text_cosine": plain}]
+    best, best_state = -1.0, None
+    opt = torch.optim.AdamW(prior.parameters(), lr=a.lr, weight_decay=1e-2)
+    deadline = time.time() + a.minutes * 60 if a.minutes else float("inf")
+    g = torch.Generator().manual_seed(a.seed)
+    bar = tqdm(range(1, a.steps + 1), desc="mulan prior")
+    for step in bar:
+        i = torch.randint(0, len(x), (a.batch,), generator=g)
+        loss = 1 - (prior(x[i]) * audio[owner[i]]).sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if step % a.eval_every == 0 or step == a.steps or time.time() >= deadline:
+            with torch.no_grad():
+                m = {"step": step, "valid_prior_cosine": score(prior, vx, vowner, vaudio)}
+            history.append(m)
+            tqdm.write(json.dumps(m))
+            if m["valid_prior_cosine"] > best:
+                best, best_state = m["valid_prior_cosine"], {k: v.clone() for k, v in prior.state_dict().items()}
+            if time.time() >= deadline:
+                break
+    bar.close()
+    prior.load_state_dict(best_state)
+    best_step = max(history[1:], key=lambda h: h["valid_prior_cosine"])["step"]
+    prior.cfg.version = f"s{best_step}-h{a.hidden}"
+    model.prior = prior.eval().requires_grad_(False)
+    metrics = {"valid_prior_cosine": best, "valid_text_cosine": plain, "steps": best_step,
+               "train_pairs": len(x), "valid_pairs": len(vx), "history": history[-3:]}
+    save_best(model, out, metrics)
+    print(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def ship(best: Path, assets: Path, data: str, features: Path) -> bool:
+    """Copy ``best``'s prior into ``assets`` if it scores higher there than what ``assets`` has now."""
+    new, old = MuLan.load(best), MuLan.load(assets)
+    if new.prior is None or new.prior.cfg.mulan != old.cfg.token_key:
+        print(f"not shipped: {best} has no prior for MuLan {old.cfg.token_key}")
+        return False
+    vx, vowner, vaudio = pairs(old, build_features(data, "valid", features, 0), None)
+    s_new, s_old = score(new.prior, vx, vowner, vaudio), score(old.prior, vx, vowner, vaudio)
+    if s_new <= s_old:
+        print(f"not shipped: validation cosine {s_new:.4f} does not beat the shipped {s_old:.4f}")
+        return False
+    for f in PromptPrior.FILES:
+        shutil.copy2(best / f, assets / f)
+    print(f"shipped the prior of {best} -> {assets} (validation cosine {s_old:.4f} -> {s_new:.4f})")
+    return True
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.train.mulan_prior", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="runs/corpus")
+    ap.add_argument("--features", type=Path, default=Path("runs/mulan"), help="the MuLan trainers' feature cache")
+    ap.add_argument("--init", type=Path, default=Path("assets/mulan"), help="the frozen MuLan")
+    ap.add_argument("--out", default="runs/mulan_prior")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--per-clip", type=int, default=8, help="short prompts per train clip (0: captions only)")
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--ship", action="store_true", help="copy OUT/best's prior into --assets if it scores better")
+    ap.add_argument("--assets", type=Path, default=Path("assets/mulan"))
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    train(a)
+    if a.ship:
+        ship(Path(a.out) / "best", a.assets, a.data, a.features)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
