@@ -56,7 +56,7 @@ class PromptPrior(nn.Module):
         (path / "prior.json").write_text(json.dumps(asdict(self.cfg), indent=1))
 
     @classmethod
-    def load(cls, path: str | Path) -> "PromptPrior | None":
+    def load(cls, path: str | Path) -> PromptPrior | None:
         """The prior saved in ``path`` (a MuLan folder), or None when it has none."""
         path = Path(path)
         if not (path / "prior.json").is_file():

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..mulan import MuLan
@@ -34,8 +33,8 @@ from .mulan_text import short_prompts
 from .publish import save_best
 
 
-def pairs(model: MuLan, feats: dict, short: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (text [M, D], index [M] of the clip each text belongs to) and the clips' audio embeddings [N, D]."""
+def pairs(model: MuLan, feats: dict, short: dict | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (text embeddings [M, D], index [M] of the clip each belongs to, the clips' audio embeddings [N, D])."""
     with torch.no_grad():
         audio, text = embed_split(model, feats)
         n, c = text.shape[:2]
