@@ -39,8 +39,9 @@ def test_the_generated_clip_follows_the_hummed_melody(cantus, tiny_corpus):
 
 
 def test_the_stages_read_the_prompt_through_the_shipped_prior(cantus):
-    """The prefix tokens come from the prior's pull of the prompt toward its music (engine.mulan.prior), and a saved
-    clip records which prior made it: the same seed under another prior is other audio."""
+    """The prefix tokens come from the prior's prediction of the music a prompt describes (engine.mulan.prior), not
+    from the prompt's text embedding, and a saved clip records which prior made it: the same seed under another
+    prior is other audio."""
     if cantus.mulan.prior is None:
         pytest.skip("the shipped MuLan has no prompt prior")
     prompts = ["slow meditative flute and guitar", "A melancholy waltz around 143 bpm.", "an energetic techno track"]

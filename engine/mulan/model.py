@@ -1,6 +1,7 @@
 """MuLan at laptop scale: a trained projection on the frozen MiniLM text tower, a small audio tower on the music
 front end (``engine.spectral``), a 128-d shared space, and a 12 x 1024 residual k-means that turns an embedding
-(text or audio alike) into the 12 conditioning tokens of the stages.
+(text or audio alike) into the 12 conditioning tokens of the stages. A prompt reaches the stages through the
+optional prompt prior (``engine.mulan.prior``, ``embed_prompt``); judges embed it with ``embed_text``.
 
 Audio tower: frame features [B, 136, T] (log-mel + semitone bands, 25 Hz; optionally joined by the frame embeddings
 of a frozen copy of the semantic tokenizer's encoder, ``cfg.semantic``) -> 1x1 conv to ``width`` -> residual
@@ -159,7 +160,7 @@ class MuLan(nn.Module):
             self.rvq.save(path, "mulan_rvq")
         for f in PromptPrior.FILES:
             (path / f).unlink(missing_ok=True)
-        if self.prior is not None and self.prior.cfg.mulan == self.cfg.token_key:
+        if self.prior is not None and self.prior.fits(self.cfg):
             self.prior.save(path)
         elif self.prior is not None:  # e.g. a retrained text projection: the prior learned the old one's embeddings
             print(f"the prompt prior (trained on MuLan {self.prior.cfg.mulan}) is not saved with MuLan "
@@ -176,7 +177,7 @@ class MuLan(nn.Module):
         if (path / "mulan_rvq.safetensors").is_file():
             model.rvq = ResidualKMeans.load(path, "mulan_rvq")
         model.prior = PromptPrior.load(path)
-        if model.prior is not None and model.prior.cfg.mulan != model.cfg.token_key:
+        if model.prior is not None and not model.prior.fits(model.cfg):
             raise RuntimeError(f"{path}: the prompt prior was trained on MuLan {model.prior.cfg.mulan}, not on this "
                                f"one ({model.cfg.token_key}): retrain it (python -m engine.train.mulan_prior) or "
                                f"delete {path / 'prior.json'}")

@@ -48,6 +48,10 @@ class PromptPrior(nn.Module):
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(text), dim=-1)
 
+    def fits(self, mulan_cfg) -> bool:
+        """Whether this prior learned the embeddings of the MuLan with config ``mulan_cfg`` (its token key)."""
+        return self.cfg.mulan == mulan_cfg.token_key
+
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,7 @@ def train(a: argparse.Namespace) -> dict:
 def ship(best: Path, assets: Path, data: str, features: Path) -> bool:
     """Copy ``best``'s prior into ``assets`` if it scores higher there than what ``assets`` has now."""
     new, old = MuLan.load(best), MuLan.load(assets)
-    if new.prior is None or new.prior.cfg.mulan != old.cfg.token_key:
+    if new.prior is None or not new.prior.fits(old.cfg):
         print(f"not shipped: {best} has no prior for MuLan {old.cfg.token_key}")
         return False
     vx, vowner, vaudio = pairs(old, build_features(data, "valid", features, 0), None)
