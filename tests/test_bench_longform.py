@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.eval.bench import main
-from engine.eval.longform import join_measures, join_times
+from engine.eval.longform import hum_parts, join_measures, join_times
 
 SR = 24_000
 
@@ -59,10 +59,26 @@ def test_a_bass_step_at_each_join_reads_as_a_bass_rise_there_and_not_between():
     assert abs(np.mean(plain["bass_join"])) < 0.1, plain
 
 
+def test_hum_following_is_read_per_part_against_the_repeated_hum():
+    rng = np.random.default_rng(1)
+    notes = rng.integers(0, 12, 25)  # a 10 s hum: 25 notes of 0.4 s, pitch classes as tokens 1..12
+    hum = np.repeat(notes + 1, 10)
+    hum[::10] = 0  # an unvoiced frame at each onset, as a tracker gives
+
+    def play(pcs):  # 0.4 s tones around C4 with two harmonics
+        t = np.arange(int(0.4 * SR)) / SR
+        return np.concatenate([sum(0.3 / h * np.sin(2 * np.pi * 261.63 * 2 ** (p / 12) * h * t) for h in (1, 2, 3))
+                               for p in pcs]).astype(np.float32)
+    # the tune, then the tune again a tritone away: the second part follows the (repeated) hum nowhere
+    audio = np.concatenate([play(notes), play((notes + 6) % 12)])
+    hits = hum_parts(audio, hum, 2)
+    assert hits[0] > 0.8 and hits[1] < 0.1, hits
+
+
 def test_the_longform_bench_runs_end_to_end_on_tiny_models(tiny_corpus, tiny_assets, tmp_path):
     rows, md = tmp_path / "rows.json", tmp_path / "bench.md"
     args = ["longform", "--corpus", str(tiny_corpus), "--clips", "1", "--seconds", "20", "--assets", str(tiny_assets),
-            "--rows", str(rows), "--append", str(md)]
+            "--rows", str(rows), "--append", str(md), "--hums"]
     assert main(args) == 0
     r = json.loads(rows.read_text())
     assert r["clips"] == 1 and len(r["mcc_parts"]) == 2 and r["last_minus_first"] is not None
@@ -71,6 +87,10 @@ def test_the_longform_bench_runs_end_to_end_on_tiny_models(tiny_corpus, tiny_ass
     assert len(row["style_join"]) == 2 and len(row["style_between"]) == 2  # 5 s either side within the 20 s
     assert all(-1.0 <= c <= 1.0 for c in row["mcc_parts"] + row["style_join"])
     assert "| MuLan cycle consistency of each 10 s part, in order |" in md.read_text()
+    # --hums: the same prompt with the clip's tracked hum, followed (or not) part by part
+    assert r["hum_clips"] == 1 and len(row["hum_parts"]) == len(row["text_parts"]) == 2
+    assert all(0.0 <= h <= 1.0 for h in row["hum_parts"] + row["text_parts"])
+    assert "| hum followed (dominant pitch class = hummed one) by 10 s part" in md.read_text()
     with pytest.raises(SystemExit) as e:  # one 10 s part and no join: nothing to measure
         main(["longform", "--corpus", str(tiny_corpus), "--seconds", "10", "--assets", str(tiny_assets)])
     assert e.value.code == 2

@@ -1,7 +1,7 @@
 """Benchmarks, ``python -m engine.eval.bench WHAT [--corpus DIR] [--clips N] [--append BENCHMARKS.md]``:
 ``codec [--model DIR]``, ``generate [--assets DIR]`` (``engine.eval.generation``), ``compare --b DIR [--a DIR]
 [--rows FILE]`` (generate's quality measures for two asset folders on the same prompts, hums and seeds, with paired
-differences: how a candidate model is judged before it replaces a shipped one), ``longform [--seconds S]`` (drift
+differences: how a candidate model is judged before it replaces a shipped one), ``longform [--seconds S] [--hums]`` (drift
 from the prompt and window joins of long clips, ``engine.eval.longform``) and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
@@ -250,6 +250,8 @@ def main(argv=None) -> int:
     lf.add_argument("--clips", type=int, default=24)
     lf.add_argument("--assets", default="assets")
     lf.add_argument("--seconds", type=float, default=60.0)
+    lf.add_argument("--hums", action="store_true", help="also generate each prompt with its clip's tracked hum and "
+                    "measure how well each 10 s part follows it")
     lf.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
     lf.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
@@ -282,7 +284,8 @@ def main(argv=None) -> int:
         except ValueError as e:
             ap.error(f"longform --seconds: {e}")
         bar = tqdm(total=a.clips, desc="clips")
-        full = longform.bench_longform(a.corpus, a.clips, a.assets, a.seconds, progress=lambda n, total: bar.update(1))
+        full = longform.bench_longform(a.corpus, a.clips, a.assets, a.seconds, progress=lambda n, total: bar.update(1),
+                                      hums=a.hums)
         bar.close()
         if a.rows:
             a.rows.write_text(json.dumps(full, indent=1))

@@ -1,4 +1,4 @@
-"""Long-form benchmark, ``python -m engine.eval.bench longform [--clips N] [--seconds S] [--append BENCHMARKS.md]``:
+"""Long-form benchmark, ``python -m engine.eval.bench longform [--clips N] [--seconds S] [--hums] [--append BENCHMARKS.md]``:
 does a long clip keep to its prompt, and do its window joins show?
 
 Long form is made of sliding windows (``engine.generate.window_plan``: windows of up to 10 s, each keeping the last
@@ -12,7 +12,11 @@ generated for S seconds (default 60):
   averaged over the 0.5 s before and the 0.5 s after), the bass rise (the same difference, signed, in the mel bands
   under 390 Hz: after minus before, log10) and the MuLan cosine of the 5 s before with the 5 s after, each against
   the same measures at control points halfway between joins: music changes everywhere, so a join is judged by how
-  much more it changes than the music around it does.
+  much more it changes than the music around it does;
+- with ``--hums``: for the prompts whose clip has a tracked hum (the bench's hum path, ``clip_hum``), the same
+  duration generated with the hum (which the generator repeats when the music is longer), and for each 10 s part the
+  share of voiced hum frames where the output's dominant pitch class is the hummed one, with the hum and for the
+  text-only clip of the same seed (``hum_parts``): does the music keep following the tune past the first window?
 
 Measured on the shipped assets (session 26, 24 prompts of the 10 h build x 60 s; BENCHMARKS.md): MCC by 10 s part
 falls from 0.410 to 0.338 (-0.071 +- 0.032); the envelope jump is 0.387 at joins against 0.298 between them (MuLan
@@ -31,7 +35,7 @@ from itertools import pairwise
 import numpy as np
 
 from .. import generate as G
-from .generation import bench_prompts, standard_error
+from .generation import bench_prompts, clip_hum, melody_match, standard_error
 
 PART_S = 10.0  # MCC per part: MuLan's window
 SIDE_S = 0.5  # envelope either side of a join
@@ -91,6 +95,15 @@ def join_measures(audio: np.ndarray, joins: list[float], embed=None) -> dict:
     return out
 
 
+def hum_parts(audio: np.ndarray, hum: np.ndarray, n_parts: int) -> list[float]:
+    """The dominant-pitch-class hit rate (``melody_match``) of each consecutive 10 s part of ``audio`` against the
+    25 Hz hum tokens, repeated to the audio's length as the generator repeats a short melody (NaN: no voiced frame)."""
+    frames = int(PART_S * G.SEMANTIC_RATE)
+    full = np.resize(np.asarray(hum), n_parts * frames)
+    part = int(PART_S * G.SAMPLE_RATE)
+    return [melody_match(audio[k * part:(k + 1) * part], full[k * frames:(k + 1) * frames])[0] for k in range(n_parts)]
+
+
 def check_seconds(seconds: float) -> float:
     """Clips of 20 s up to the generator's limit: two 10 s parts and at least one window join to compare."""
     if not 2 * PART_S <= seconds <= G.MAX_SECONDS:
@@ -99,7 +112,8 @@ def check_seconds(seconds: float) -> float:
     return seconds
 
 
-def bench_longform(corpus, n_clips: int, assets: str = "assets", seconds: float = 60.0, progress=None) -> dict:
+def bench_longform(corpus, n_clips: int, assets: str = "assets", seconds: float = 60.0, progress=None,
+                   hums: bool = False) -> dict:
     check_seconds(seconds)
     model = G.Cantus.load(assets)
     model.warm_up()
@@ -119,6 +133,11 @@ def bench_longform(corpus, n_clips: int, assets: str = "assets", seconds: float 
         row = {"clip": i, "mcc_parts": [float(embed(audio[k * part:(k + 1) * part]) @ text) for k in range(n_parts)],
                "mcc_real": float(embed(ex.audio) @ text)}
         row.update(join_measures(audio, join_times(seconds), embed))
+        hum = clip_hum(ex) if hums else None
+        if hum is not None:
+            hummed = model.generate(G.Request([G.Segment(caption, seconds)], G.Settings(duration=seconds, seed=i),
+                                              melody=hum))
+            row["hum_parts"], row["text_parts"] = hum_parts(hummed, hum, n_parts), hum_parts(audio, hum, n_parts)
         rows.append(row)
         if progress:
             progress(len(rows), len(picks))
@@ -129,7 +148,13 @@ def bench_longform(corpus, n_clips: int, assets: str = "assets", seconds: float 
     excess = [np.mean(r["jump_join"]) - np.mean(r["jump_between"]) for r in rows]
     bass = [np.mean(r["bass_join"]) - np.mean(r["bass_between"]) for r in rows]
     drift = parts[:, -1] - parts[:, 0]
-    return {"clips": len(rows), "seconds": seconds, "mcc_real": float(np.mean([r["mcc_real"] for r in rows])),
+    hummed = [r for r in rows if "hum_parts" in r]
+    hum = {}
+    if hummed:
+        h, t = np.array([r["hum_parts"] for r in hummed]), np.array([r["text_parts"] for r in hummed])
+        hum = {"hum_clips": len(hummed), "hum_parts": np.nanmean(h, 0).tolist(), "text_parts": np.nanmean(t, 0).tolist(),
+               "hum_parts_se": [standard_error(c) for c in h.T]}
+    return {**hum, "clips": len(rows), "seconds": seconds, "mcc_real": float(np.mean([r["mcc_real"] for r in rows])),
             "mcc_parts": parts.mean(0).tolist(), "mcc_parts_se": [standard_error(c) for c in parts.T],
             "last_minus_first": float(np.mean(drift)), "last_minus_first_se": standard_error(drift),
             "jump_join": pooled("jump_join"), "jump_between": pooled("jump_between"),
@@ -156,4 +181,8 @@ def markdown(r: dict, machine: str, day: str) -> str:
         f"{f(r['bass_between'], '{:+.3f}')} (excess {f(r['bass_excess'], '{:+.3f}')} ± {f(r['bass_excess_se'])}) |",
         f"| MuLan cosine of the 5 s either side, at joins / between joins | {f(r['style_join'])} / "
         f"{f(r['style_between'])} |",
+        *([f"| hum followed (dominant pitch class = hummed one) by 10 s part, with the hum / text alone, "
+           f"{r['hum_clips']} prompts with a tracked hum | "
+           + " / ".join(f"{h:.3f} ({t:.3f})" for h, t in zip(r["hum_parts"], r["text_parts"])) + " |"]
+          if "hum_parts" in r else []),
     ]) + "\n"
