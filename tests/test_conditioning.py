@@ -126,6 +126,28 @@ def test_text_projection_retraining_keeps_the_audio_side(tiny_corpus, tmp_path):
     assert (tmp_path / "m" / "short-prompts-2.pt").exists()  # cached beside the features
 
 
+def test_short_prompt_cache_follows_a_grown_corpus_and_embeds_only_its_new_clips(tiny_corpus, tmp_path, monkeypatch):
+    from engine.train import mulan_text
+
+    records = [json.loads(line) for line in (tiny_corpus / "train.jsonl").read_text().splitlines()]
+    every = {"ids": [r["id"] for r in records], "tags": [r["tags"] for r in records]}
+    half = {k: v[: len(records) // 2] for k, v in every.items()}
+    embedded, real = [], mulan_text.encode_sentences
+    monkeypatch.setattr(mulan_text, "encode_sentences", lambda t, **kw: embedded.extend(t) or real(t, **kw))
+    before = mulan_text.short_prompts(half, 2, tmp_path / "grown")
+    embedded.clear()
+    after = mulan_text.short_prompts(every, 2, tmp_path / "grown")  # the corpus grew: the cache holds half of it
+    n_new = len(records) - len(half["ids"])
+    assert len(embedded) == 2 * n_new, "only the new clips' prompts are embedded"
+    assert after["ids"] == every["ids"] and after["text"].shape[:2] == (len(records), 2) and len(after["named"]) == len(records)
+    assert torch.equal(after["text"][: len(half["ids"])], before["text"])
+    scratch = mulan_text.short_prompts(every, 2, tmp_path / "scratch")
+    assert after["prompts"] == scratch["prompts"] and after["named"] == scratch["named"]
+    assert torch.allclose(after["text"].float(), scratch["text"].float(), atol=2e-3)  # MiniLM batches round apart
+    embedded.clear()
+    assert mulan_text.short_prompts(every, 2, tmp_path / "grown")["ids"] == every["ids"] and not embedded  # cached
+
+
 def test_audio_tower_retraining_keeps_the_text_tokens_the_stages_read(tiny_corpus, tmp_path):
     from engine.mulan import MuLan
     from engine.semantic import SemanticConfig, SemanticTokenizer

@@ -32,25 +32,42 @@ from tqdm import tqdm
 
 from ..data.captions import SHORT_ASPECTS, aspect_value, make_short_prompt
 from ..mulan import MuLan, evaluate
+from ..mulan.text import DIM as TEXT_DIM
 from ..mulan.text import encode_sentences
 from .mulan import _selection, build_features, embed_split, ship
 from .publish import save_best
 
 
 def short_prompts(feats: dict, per_clip: int, out: Path) -> dict:
-    """Cached MiniLM embeddings of ``per_clip`` short prompts per clip, with the aspects each names."""
+    """Cached MiniLM embeddings of ``per_clip`` short prompts per clip, with the aspects each names, row for row with
+    ``feats["ids"]``. A cache of another clip list (a corpus grown in place) keeps the clips it has; only the others'
+    prompts are made and embedded (a clip's prompts depend on its id and tags alone); a cache that does not record
+    its clip list is remade."""
     path = out / f"short-prompts-{per_clip}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=False)
-    texts, named = [], []
-    for cid, tags in zip(feats["ids"], feats["tags"]):
-        rng = np.random.default_rng(zlib.crc32(("short " + cid).encode()))
-        for _ in range(per_clip):
-            t, n = make_short_prompt(tags, rng)
-            texts.append(t)
-            named.append(n)
-    emb = torch.from_numpy(encode_sentences(texts, progress=True)).view(len(feats["ids"]), per_clip, -1).half()
-    blob = {"text": emb, "named": [named[i:i + per_clip] for i in range(0, len(named), per_clip)], "prompts": texts}
+    old = torch.load(path, weights_only=False) if path.exists() else None
+    ids = list(feats["ids"])
+    if old is not None and old.get("ids") == ids:
+        return old
+    known = {c: j for j, c in enumerate(old["ids"])} if old is not None and "ids" in old else {}
+    made = {}  # clip id -> its [(prompt, aspects named)], for the clips the cache lacks
+    for cid, tags in zip(ids, feats["tags"]):
+        if cid not in known:
+            rng = np.random.default_rng(zlib.crc32(("short " + cid).encode()))
+            made[cid] = [make_short_prompt(tags, rng) for _ in range(per_clip)]
+    flat = [t for pairs in made.values() for t, _ in pairs]
+    emb = dict(zip(made, torch.from_numpy(encode_sentences(flat, progress=True)).view(-1, per_clip, TEXT_DIM).half()))
+    text, named, prompts = [], [], []
+    for cid in ids:
+        if cid in known:
+            j = known[cid]
+            text.append(old["text"][j])
+            named.append(old["named"][j])
+            prompts += old["prompts"][j * per_clip:(j + 1) * per_clip]
+        else:
+            text.append(emb[cid])
+            named.append([n for _, n in made[cid]])
+            prompts += [t for t, _ in made[cid]]
+    blob = {"text": torch.stack(text), "named": named, "prompts": prompts, "ids": ids}
     out.mkdir(parents=True, exist_ok=True)
     torch.save(blob, path.with_suffix(".tmp"))
     os.replace(path.with_suffix(".tmp"), path)
