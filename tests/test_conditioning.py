@@ -146,6 +146,8 @@ def test_short_prompt_cache_follows_a_grown_corpus_and_embeds_only_its_new_clips
     assert torch.allclose(after["text"].float(), scratch["text"].float(), atol=2e-3)  # MiniLM batches round apart
     embedded.clear()
     assert mulan_text.short_prompts(every, 2, tmp_path / "grown")["ids"] == every["ids"] and not embedded  # cached
+    back = mulan_text.short_prompts(half, 2, tmp_path / "grown")  # a subset of the cache: nothing to embed
+    assert back["ids"] == half["ids"] and torch.equal(back["text"], before["text"]) and not embedded
 
 
 def test_audio_tower_retraining_keeps_the_text_tokens_the_stages_read(tiny_corpus, tmp_path):

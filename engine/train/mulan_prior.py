@@ -14,7 +14,8 @@ every validation caption; the plain text embedding's is the score to beat. ``OUT
 the prior's two files into ``--assets`` only when its score beats the shipped prior's on the same validation clips
 (or the plain text's, with none shipped). That gate is necessary, not sufficient: a prior trained on the 50 h build
 (validation cosine 0.7847 against the shipped 0.7585) lowered the MCC ratio of 192 text-only prompts 0.754 -> 0.727
-(session 34, MODEL_CARD.md), so a prior that would replace a shipped one is judged by ``bench compare`` as well.
+(session 34, MODEL_CARD.md; with every clip's short prompts, session 35: cosine 0.7768, MCC ratio 0.738), so a
+prior that would replace a shipped one is judged by generation (``bench compare``) as well.
 """
 from __future__ import annotations
 
