@@ -16,6 +16,10 @@ Decoding: a codec whose decoder reads semantic ids (``Codec.conditioned``) gets 
 every frame, so the melody they carry reaches the audio even where the acoustic codes lose it; ``code_stream`` yields
 them as a ninth row under the eight code levels.
 
+Drafts: text alone from nothing (where TEXT_ONLY_DEFAULTS apply) draws ``Settings.drafts`` drafts of the window's
+semantic ids in one batch and keeps the one the draft ranker (``engine.mulan.ranker``) scores closest to the prompt;
+the acoustic stages then run once, so streaming starts after the drafts (MODEL_CARD.md: the stages).
+
 Tempo: a BPM the prompt names ("at 96 bpm"), or ``Settings.bpm``, becomes the semantic stage's beat grid
 (``engine.lm.stages.beat_grid``) from the first new frame on.
 
@@ -48,6 +52,7 @@ from .lm.stages import BEAT_VOCAB, beat_grid
 from .melody import VOCAB as MELODY_VOCAB
 from .melody import MelodyError, melody_from_audio
 from .mulan import MuLan, PromptError
+from .mulan.ranker import DraftRanker
 from .semantic import SemanticTokenizer
 
 SAMPLE_RATE = 24_000
@@ -68,6 +73,8 @@ BPM_RANGE = (40, 240)  # beat-tracker range; the corpus spans 60-170
 # the bass holds (+1.7 dB) and the part MCC falls to 0.289, the first 10 s unchanged (session 28, MODEL_CARD.md).
 STAGE_DEFAULTS = {"semantic": 1.0, "coarse": 0.95, "fine": 0.4}
 TEXT_ONLY_DEFAULTS = {**STAGE_DEFAULTS, "semantic": 0.85, "coarse": 0.76}
+# Semantic drafts ranked for text alone (``Settings.drafts``; see the module docstring).
+DRAFTS, MAX_DRAFTS = 8, 16
 
 
 class GenerationError(ValueError):
@@ -122,6 +129,7 @@ class Settings:
     top_p: float = 1.0
     guidance: float = 3.0  # classifier-free guidance of the semantic and coarse stages; 1 = off
     bpm: float | None = None  # tempo to follow; None: the BPM a prompt names ("at 96 bpm"), else the model's choice
+    drafts: int = DRAFTS  # semantic drafts to rank, text alone from nothing (1 = keep the first draw)
 
     def validate(self) -> "Settings":
         if not isinstance(self.seed, (int, np.integer)) or not 0 <= int(self.seed) < 2 ** 63:
@@ -130,6 +138,8 @@ class Settings:
             raise GenerationError(f"the duration must be between 0.5 s and {MAX_SECONDS:.0f} s, got {self.duration}")
         if self.bpm is not None:
             check_bpm(self.bpm, "the tempo")
+        if not isinstance(self.drafts, (int, np.integer)) or not 1 <= int(self.drafts) <= MAX_DRAFTS:
+            raise GenerationError(f"drafts must be a whole number from 1 to {MAX_DRAFTS}, got {self.drafts!r}")
         try:
             for name in STAGE_DEFAULTS:
                 for cool in (True, False):
@@ -166,8 +176,13 @@ class Request:
 
 class Cantus:
     def __init__(self, codec: Codec, mulan: MuLan, semantic: SemanticTokenizer, stages: dict[str, StageLM],
-                 codec_backend=None):
+                 codec_backend=None, ranker: DraftRanker | None = None):
         self.codec, self.mulan, self.semantic, self.stages = codec, mulan, semantic, stages
+        if ranker is not None and not ranker.fits(mulan.cfg, semantic.cfg.version):
+            raise RuntimeError(f"the draft ranker was trained on MuLan {ranker.cfg.mulan} and semantic ids "
+                               f"{ranker.cfg.semantic}, not on the loaded {mulan.cfg.token_key} / "
+                               f"{semantic.cfg.version}: retrain it (python -m engine.train.mulan_ranker)")
+        self.ranker = ranker  # None: one semantic draw per window, whatever Settings.drafts says
         self.decoder = codec_backend or codec
         versions = {"codec": codec.cfg.version, "mulan": mulan.cfg.version, "semantic": semantic.cfg.version}
         for name, st in stages.items():
@@ -184,8 +199,10 @@ class Cantus:
         assert stages["semantic"].cfg.cond_vocabs[:2] in ((MELODY_VOCAB,), (MELODY_VOCAB, BEAT_VOCAB))
         # what a saved clip records of the models that made it (the prompt prior changes a seed's audio too)
         self.versions = {**versions, "stages": {n: s.cfg.d_model for n, s in stages.items()},
-                         "prompt_prior": mulan.prior.cfg.version if mulan.prior is not None else None}
+                         "prompt_prior": mulan.prior.cfg.version if mulan.prior is not None else None,
+                         "draft_ranker": ranker.cfg.version if ranker is not None else None}
         self.text_cache: dict[str, torch.Tensor] = {}
+        self.judge_cache: dict[str, torch.Tensor] = {}
         self._ctx_memo = None  # (weak reference to the clip being continued, its context: _context)
         self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
 
@@ -218,7 +235,8 @@ class Cantus:
                                                       lambda d: export_codec(codec, d)), threads))
         elif backend != "torch":
             raise ValueError(f"unknown backend {backend!r}: onnx or torch")
-        model = cls(codec, MuLan.load(assets / "mulan"), SemanticTokenizer.load(assets / "semantic"), stages, decoder)
+        model = cls(codec, MuLan.load(assets / "mulan"), SemanticTokenizer.load(assets / "semantic"), stages, decoder,
+                    DraftRanker.load(assets / "mulan"))
         model.backend = backend
         # onnxruntime runs the graphs; torch only samples and embeds small tensors between them. One torch thread
         # is as fast on a quiet machine (10 s generated in 1.26 s vs 1.30 s with 2) and stays fast when another
@@ -243,6 +261,20 @@ class Cantus:
             return self.text_cache[key]
         except PromptError as e:
             raise GenerationError(str(e)) from None
+
+    def text_embedding(self, prompt: str) -> torch.Tensor:
+        """prompt -> [dim] MuLan text embedding (what the draft ranker scores drafts against)."""
+        key = " ".join(prompt.split())
+        if key not in self.judge_cache:
+            self.judge_cache[key] = self.mulan.embed_text([prompt])[0]
+        return self.judge_cache[key]
+
+    def _pick_draft(self, sem: StageSampler, prompt: str) -> torch.Tensor:
+        """The ids [T] of the draft the ranker scores highest against ``prompt`` (the only one, with one)."""
+        if sem.B == 1:
+            return sem.codes()[0]
+        drafts = torch.stack([sem.codes(row=r)[0] for r in range(sem.B)])
+        return drafts[int(self.ranker.scores(drafts, self.text_embedding(prompt)).argmax())]
 
     @staticmethod
     def melody_tokens(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -301,13 +333,18 @@ class Cantus:
             melody_row = cond1[:, :1]  # [1, 1, W // 2]: the hum (or 'absent') where the window's ids are
             if guided:
                 cond1 = torch.cat([cond1, _uncond(st1, cond1)])
-            sem = StageSampler(st1, pre, cond1, W // 2, s.params("semantic", cool), gens[0], ctx_sem[None])
+            n_drafts = int(s.drafts) if cool and self.ranker is not None else 1
+            sem_gens = gens[:1] + [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + 1_000_003 * d)
+                                   for d in range(1, n_drafts)]
+            sem = StageSampler(st1, pre.repeat_interleave(n_drafts, 0), cond1.repeat_interleave(n_drafts, 0), W // 2,
+                               s.params("semantic", cool), sem_gens, ctx_sem[None])
             while not sem.done:
                 _check(cancel)
                 sem.advance()
                 if progress and sem.s % 25 == 0:
-                    progress((produced + n_new * 0.2 * sem.s / sem.S) / total, "semantic tokens")
-            sem_ids = sem.codes()[0]  # [W // 2]
+                    progress((produced + n_new * 0.2 * sem.s / sem.S) / total,
+                             "semantic tokens" if n_drafts == 1 else f"semantic tokens, {n_drafts} drafts")
+            sem_ids = self._pick_draft(sem, req.segments[seg_i].prompt)  # [W // 2]
             sem_frames = frame_ids(sem_ids[None], W, self.semantic.cardinality)  # [1, W]
             # stages 2 and 3 interleaved: fine step s needs coarse frames up to s + 2
             cond2 = sem_ids[None, None]
@@ -483,13 +520,15 @@ def main(argv=None) -> int:
     ap.add_argument("--top-k", type=int, default=0)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--bpm", type=float, default=None, help="tempo to follow (default: a BPM the prompt names)")
+    ap.add_argument("--drafts", type=int, default=DRAFTS,
+                    help="semantic drafts ranked against the prompt, text alone (1: the first draw)")
     ap.add_argument("--continue", dest="cont", help="an audio clip to continue")
     ap.add_argument("--assets", default="assets")
     ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     try:
-        settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance, a.bpm).validate()
+        settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance, a.bpm, a.drafts).validate()
         req = build_request(a.prompt, settings, a.melody, a.cont)
         model = Cantus.load(a.assets, a.backend)
         for seg in req.segments:

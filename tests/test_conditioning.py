@@ -2,6 +2,7 @@
 the real path."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def test_mulan_training_code_runs_on_a_tiny_corpus(tiny_corpus, tmp_path):
 
 def test_mulan_fine_tuning_with_tag_heads_starts_from_the_saved_model(tiny_corpus, tmp_path):
     import torch
+
     from engine.mulan import MuLan
     from engine.train import mulan as train_mulan
     tiny = ["--data", str(tiny_corpus), "--batch", "8", "--eval-every", "2", "--paraphrases", "1"]
@@ -81,6 +83,7 @@ def test_mulan_tower_takes_the_frozen_semantic_encoder_and_starts_as_the_saved_m
 
     import numpy as np
     import torch
+
     from engine.mulan import MuLan
     from engine.semantic import SemanticConfig, SemanticTokenizer
     from engine.train import mulan as train_mulan
@@ -206,6 +209,85 @@ def test_prompt_prior_trains_on_a_frozen_mulan_and_ships_only_when_better(tiny_c
     assert (tmp_path / "assets" / "prior.safetensors").read_bytes() == before
 
 
+def test_draft_ranker_trains_resumes_and_ships_only_when_it_ranks_better(tiny_corpus, tiny_assets, tmp_path):
+    import shutil
+
+    from engine.mulan.ranker import DraftRanker
+    from engine.train import mulan_ranker, tokenize
+
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_assets, assets)
+    feats, toks, out = tmp_path / "feats", tmp_path / "tokens", tmp_path / "r"
+    assert tokenize.main(["--data", str(tiny_corpus), "--features", str(feats), "--out", str(toks), "--codec",
+                          str(assets / "codec"), "--mulan", str(assets / "mulan"), "--semantic", str(assets / "semantic"),
+                          "--only", "semantic", "--splits", "train", "test"]) == 0
+    args = ["--data", str(tiny_corpus), "--features", str(feats), "--tokens", str(toks), "--init", str(assets / "mulan"),
+            "--semantic", str(assets / "semantic"), "--out", str(out), "--batch", "4", "--width", "16",
+            "--per-clip", "2", "--eval-every", "5", "--valid-split", "test"]  # the tiny corpus has 1 valid clip
+    assert mulan_ranker.main([*args, "--steps", "10"]) == 0
+    state = torch.load(out / "last.pt", weights_only=False)["state"]
+    assert state["step"] == 10 and [h["step"] for h in state["history"]] == [5, 10]
+    assert mulan_ranker.main([*args, "--steps", "15"]) == 0  # resumes where it stopped
+    state = torch.load(out / "last.pt", weights_only=False)["state"]
+    assert [h["step"] for h in state["history"]] == [5, 10, 15]
+    best = DraftRanker.load(out / "best")
+    assert best.cfg.vocab == 16 and best.cfg.semantic == "tiny-s"
+    ids = torch.randint(0, 16, (3, 40))
+    e = best(ids)
+    assert e.shape == (3, 16) and torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-5)
+    # the same ranker with its scores reversed ranks the validation clips the other way round: shipping keeps the
+    # better of the two, whichever is offered second
+    flipped = DraftRanker.load(out / "best")
+    with torch.no_grad():
+        flipped.out[-1].weight.neg_()
+        flipped.out[-1].bias.neg_()
+    flipped.save(tmp_path / "flipped")
+    r = json.loads((out / "best" / "metrics.json").read_text())["valid_rank"]
+    worse, better = (tmp_path / "flipped", out / "best") if r > 0.5 else (out / "best", tmp_path / "flipped")
+    ship = argparse.Namespace(data=str(tiny_corpus), features=feats, tokens=toks, semantic=assets / "semantic",
+                              valid_split="test")
+    for f in DraftRanker.FILES:
+        shutil.copy2(worse / f, assets / "mulan" / f)
+    assert mulan_ranker.ship(better, assets / "mulan", ship)
+    assert (assets / "mulan" / "ranker.safetensors").read_bytes() == (better / "ranker.safetensors").read_bytes()
+    assert not mulan_ranker.ship(worse, assets / "mulan", ship)
+    assert (assets / "mulan" / "ranker.safetensors").read_bytes() == (better / "ranker.safetensors").read_bytes()
+
+
+def test_a_mulan_saved_beside_its_semantic_tokenizer_stores_the_encoder_once(tmp_path):
+    """In the assets layout MuLan's frozen copy of the semantic encoder is read from assets/semantic, not stored
+    twice; anywhere else (a training run's folder) the copy is kept, so the model stays self-contained."""
+    import dataclasses
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from engine.mulan import MuLan, MuLanConfig
+    from engine.semantic import SemanticConfig, SemanticTokenizer
+
+    torch.manual_seed(0)
+    sem = SemanticTokenizer(SemanticConfig(width=16, dim=8, n_tokens=16, version="tiny-s"))
+    sem.centroids.normal_()
+    sem.save(tmp_path / "assets" / "semantic")
+    sem = SemanticTokenizer.load(tmp_path / "assets" / "semantic")
+    model = MuLan(MuLanConfig(dim=16, width=16, text_hidden=32, token_size=8, semantic=dataclasses.asdict(sem.cfg)))
+    model.audio.sem.load_state_dict(sem.state_dict())
+    model.eval()
+    model.save(tmp_path / "assets" / "mulan")
+    model.save(tmp_path / "run" / "best")
+    stored = load_file(str(tmp_path / "assets" / "mulan" / "mulan.safetensors"))
+    assert not any(k.startswith("audio.sem.") for k in stored)
+    assert any(k.startswith("audio.sem.") for k in load_file(str(tmp_path / "run" / "best" / "mulan.safetensors")))
+    frames, glob = torch.randn(2, spectral.N_FRAME_FEATURES, 250), torch.randn(2, spectral.N_GLOBAL)
+    with torch.no_grad():
+        want = model.audio(frames, glob)
+        for where in (tmp_path / "assets" / "mulan", tmp_path / "run" / "best"):
+            assert torch.allclose(MuLan.load(where).audio(frames, glob), want, atol=1e-3)
+    shutil.copytree(tmp_path / "assets" / "mulan", tmp_path / "alone" / "mulan")
+    with pytest.raises(FileNotFoundError, match="semantic tokenizer tiny-s"):
+        MuLan.load(tmp_path / "alone" / "mulan")
+
+
 def test_a_prior_trained_on_another_mulan_is_refused_with_a_readable_error(tiny_corpus, tmp_path):
     from engine.mulan import MuLan
     from engine.mulan.prior import PriorConfig, PromptPrior
@@ -223,6 +305,39 @@ def test_a_prior_trained_on_another_mulan_is_refused_with_a_readable_error(tiny_
 
 
 needs_shipped = pytest.mark.skipif(not (ASSETS / "mulan" / "mulan.json").exists(), reason="no shipped MuLan")
+
+
+@needs_shipped
+def test_shipped_draft_ranker_tells_which_music_a_caption_describes_and_hears_its_mode(tiny_corpus):
+    """The shipped ranker, on clips it never saw (the tiny corpus is rendered with another seed): a caption scores
+    its own clip's semantic ids above most other clips' ids, and above the same caption with the mode swapped."""
+    import re
+
+    from engine.data.dataset import CorpusDataset
+    from engine.mulan import MuLan
+    from engine.mulan.ranker import DraftRanker
+    from engine.semantic import SemanticTokenizer
+
+    mulan, ranker = MuLan.load(ASSETS / "mulan"), DraftRanker.load(ASSETS / "mulan")
+    sem = SemanticTokenizer.load(ASSETS / "semantic")
+    assert ranker is not None and ranker.fits(mulan.cfg, sem.cfg.version)
+    ds = CorpusDataset(tiny_corpus, "train")
+    clips = [ds[i] for i in range(min(16, len(ds)))]
+    with torch.no_grad():
+        ids = torch.stack([sem.encode(torch.from_numpy(c.audio[: 10 * 24_000])[None])[0] for c in clips])
+    e = ranker(ids)
+    sim = mulan.embed_text([c.captions[1] for c in clips]) @ e.T  # caption i vs clip j
+    n = len(clips)
+    below = float(((sim < sim.diag()[:, None]).float().sum(1) / (n - 1)).mean())
+    assert below >= 0.7, f"a caption's own clip outranks {below:.2f} of the others (chance 0.5)"
+    swap = {"major": "minor", "minor": "major"}
+    named = [(i, c) for i, c in enumerate(clips) if re.search(r"\b(major|minor)\b", c.captions[1])]
+    assert len(named) >= 4
+    own = mulan.embed_text([c.captions[1] for _, c in named])
+    other = mulan.embed_text([re.sub(r"\b(major|minor)\b", lambda m: swap[m.group(1)], c.captions[1]) for _, c in named])
+    pick = e[[i for i, _ in named]]
+    right = float(((own * pick).sum(-1) > (other * pick).sum(-1)).float().mean())
+    assert right >= 0.6, f"the true mode scores higher on {right:.2f} of {len(named)} captions"
 
 
 @needs_shipped
@@ -295,6 +410,7 @@ def test_mulan_audio_tower_exports_to_onnx_with_the_same_embeddings(tmp_path):
     """Shipped weights: onnxruntime gives the torch tower's embedding, on a clip longer than one window."""
     import numpy as np
     import torch
+
     from engine.export.mulan_onnx import OnnxMuLanAudio, export_mulan_audio
     from engine.mulan import MuLan
     mulan = MuLan.load(ASSETS / "mulan")

@@ -274,3 +274,63 @@ def test_text_alone_samples_the_token_stages_cooler_than_a_hummed_request_or_a_c
     cantus.generate(_req(12.0))  # a window of 8.76 s, then one with 5 s of context and 3.24 s of new audio
     cantus.generate(_req(1.0, continuation=np.zeros(24_000 * 3, np.float32)))
     assert seen == [0.85, 0.76, 0.4, 1.0, 0.95, 0.4, 1.0, 0.95, 0.4]
+
+
+def _with_ranker(tiny_assets, tmp_path, **cfg):
+    """tiny_assets plus a (random) draft ranker for its MuLan and semantic ids."""
+    import shutil
+
+    from engine.mulan import MuLan
+    from engine.mulan.ranker import DraftRanker, RankerConfig
+    shutil.copytree(tiny_assets, tmp_path / "a")
+    mulan = MuLan.load(tmp_path / "a" / "mulan")
+    torch.manual_seed(1)
+    DraftRanker(RankerConfig(**{"vocab": 16, "width": 16, "dim": mulan.cfg.dim, "mulan": mulan.cfg.token_key,
+                                "semantic": "tiny-s", **cfg})).save(tmp_path / "a" / "mulan")
+    return tmp_path / "a"
+
+
+def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_assets, tmp_path, monkeypatch):
+    """Text alone draws Settings.drafts semantic drafts and keeps the ranker's favourite; the same seed gives the
+    same clip; one draft is the clip the models give without a ranker; a hummed request is never reranked (the hum,
+    not the ranker, picks its ids)."""
+    import engine.generate as G
+    model = Cantus.load(_with_ranker(tiny_assets, tmp_path))
+    assert model.versions["draft_ranker"] == "dev"
+    kept = []
+    pick = G.Cantus._pick_draft
+
+    def spy(self, sem, prompt):
+        ids = pick(self, sem, prompt)
+        drafts = torch.stack([sem.codes(row=r)[0] for r in range(sem.B)])
+        if sem.B > 1:
+            kept.append((sem.B, int((drafts == ids).all(1).nonzero()[0]),
+                         self.ranker.scores(drafts, self.text_embedding(prompt))))
+        else:
+            kept.append((1, 0, None))
+        return ids
+
+    monkeypatch.setattr(G.Cantus, "_pick_draft", spy)
+    four = model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
+    n, i, scores = kept[-1]
+    assert n == 4 and float(scores[i]) == float(scores.max()) and scores.unique().numel() == 4
+    assert np.array_equal(four, model.generate(Request([Segment("calm piano ballad", 2.0)],
+                                                       Settings(duration=2.0, seed=5, drafts=4))))
+    one = model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=1)))
+    plain = Cantus.load(tiny_assets).generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5)))
+    assert np.array_equal(one, plain)
+    kept.clear()
+    hum = np.full(50, 3)
+    hummed = model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5), hum))
+    assert [k[0] for k in kept] == [1]
+    assert np.array_equal(hummed, Cantus.load(tiny_assets).generate(
+        Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5), hum)))
+    with pytest.raises(GenerationError, match="drafts"):
+        Settings(drafts=0).validate()
+    with pytest.raises(GenerationError, match="drafts"):
+        Settings(drafts=17).validate()
+
+
+def test_a_ranker_for_other_models_is_refused_with_a_readable_error(tiny_assets, tmp_path):
+    with pytest.raises(RuntimeError, match="retrain it"):
+        Cantus.load(_with_ranker(tiny_assets, tmp_path, semantic="another-tokenizer"))

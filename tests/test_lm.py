@@ -117,6 +117,30 @@ def test_sampler_keeps_prompt_codes_and_is_seeded():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_drafts_are_drawn_as_one_batch_each_as_if_drawn_alone():
+    """N generators draw N guided drafts in one batch; draft i is what generator i draws alone, so adding drafts never
+    changes the first one (a seed's clip with one draft is the clip it always was)."""
+    m = _tiny("coarse")
+    prefix = torch.stack([torch.randint(0, 8, (12,)), torch.full((12,), 8)])  # conditional, null
+    cond = torch.randint(0, 16, (1, 1, 10)).repeat(2, 1, 1)
+    params = SamplingParams(temperature=1.0, guidance=3.0)
+
+    def run(seeds):
+        n = len(seeds)
+        s = StageSampler(m, prefix.repeat_interleave(n, 0), cond.repeat_interleave(n, 0), 12, params,
+                         [torch.Generator().manual_seed(k) for k in seeds])
+        while not s.done:
+            s.advance()
+        return [s.codes(row=r) for r in range(n)]
+
+    alone = [run([k])[0] for k in (5, 6, 7)]
+    together = run([5, 6, 7])
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))
+    assert not torch.equal(together[0], together[1])
+    with pytest.raises(ValueError, match="prefix rows"):
+        StageSampler(m, prefix, cond, 12, params, [torch.Generator(), torch.Generator(), torch.Generator()])
+
+
 def test_guidance_batch_and_sampling_filters():
     logits = torch.tensor([[[1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0]]])
     assert torch.allclose(guide(logits, 1.0), logits[:1])

@@ -16,6 +16,7 @@ coarse 5.1189 -> 5.1190, fine 4.3105 -> 4.3109 (same weights); a test bounds it 
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -111,7 +112,20 @@ class OnnxStage:
         self.prefill_sess = ort.InferenceSession(str(d / f"{name}_prefill.onnx"), so, providers=providers())
         step = d / (f"{name}_step_int8.onnx" if int8 else f"{name}_step.onnx")
         self.step_sess = ort.InferenceSession(str(step), session_options(1), providers=providers())
+        self._step_path, self._wide = step, None
         self.kv = [f"{t}_{i}" for i in range(self.cfg.n_layer) for t in ("k", "v")]
+
+    def _session(self, rows: int):
+        """The step session for a batch of ``rows``: one thread for the usual 1-2 rows; a batch of drafts (more than
+        4 rows) splits well over 2 threads (8 guided semantic drafts for 10 s on a quiet 2-core machine: first chunk
+        after 1.45 s with one thread, 1.22 s with two, separate runs; 1.20 vs 1.27 s in one run with another process
+        holding a core; session 36, BENCHMARKS.md). Both sessions gave the same bits on the clip checked."""
+        if rows <= 4 or (os.cpu_count() or 1) < 2:
+            return self.step_sess
+        if self._wide is None:
+            import onnxruntime as ort
+            self._wide = ort.InferenceSession(str(self._step_path), session_options(2), providers=providers())
+        return self._wide
 
     def __getattr__(self, item):  # pad_cond, cond_embedding, cond_step_embedding
         return getattr(self.torch_model, item)
@@ -127,5 +141,5 @@ class OnnxStage:
                 .numpy().astype(np.float32)}
         for i, (k, v) in enumerate(cache):
             feed[f"past_k_{i}"], feed[f"past_v_{i}"] = k, v
-        out = self.step_sess.run(None, feed)
+        out = self._session(tokens.shape[0]).run(None, feed)
         return torch.from_numpy(out[0]), [(out[1 + 2 * i], out[2 + 2 * i]) for i in range(self.cfg.n_layer)]

@@ -4,7 +4,8 @@ front end (``engine.spectral``), a 128-d shared space, and a 12 x 1024 residual 
 optional prompt prior (``engine.mulan.prior``, ``embed_prompt``); judges embed it with ``embed_text``.
 
 Audio tower: frame features [B, 136, T] (log-mel + semitone bands, 25 Hz; optionally joined by the frame embeddings
-of a frozen copy of the semantic tokenizer's encoder, ``cfg.semantic``) -> 1x1 conv to ``width`` -> residual
+of a frozen copy of the semantic tokenizer's encoder, ``cfg.semantic``; saved beside that tokenizer, as in
+``assets/``, the copy is not stored twice but read from its folder) -> 1x1 conv to ``width`` -> residual
 dilated conv blocks (GroupNorm, GELU) -> mean and max over time; the global features (tempogram + key-profile
 correlations) through a small MLP; both concatenated -> linear -> 128, L2-normalised. Windows are 10 s; longer audio
 is embedded as the mean of 10 s windows at 1 s strides (as MusicLM does), re-normalised.
@@ -155,6 +156,10 @@ class MuLan(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         weights = {k: v for k, v in self.state_dict().items() if not k.startswith("prior.")}  # the prior: its own files
+        if self.cfg.semantic is not None and _sibling_semantic(path, self.cfg.semantic["version"]) is not None:
+            # saved beside the very tokenizer it copies (the assets layout): the copy is left out, load() takes it
+            # from there (1.2 MB of the 60 MB budget)
+            weights = {k: v for k, v in weights.items() if not k.startswith(SEMANTIC_PREFIX)}
         save_file({k: v.detach().half().contiguous() for k, v in weights.items()}, str(path / "mulan.safetensors"))
         if self.rvq is not None:
             self.rvq.save(path, "mulan_rvq")
@@ -173,7 +178,15 @@ class MuLan(nn.Module):
         if not (path / "mulan.json").is_file():
             raise FileNotFoundError(f"no MuLan model in {path} (expected mulan.json + mulan.safetensors)")
         model = cls(MuLanConfig.from_dict(json.loads((path / "mulan.json").read_text())))
-        model.load_state_dict({k: v.float() for k, v in load_file(str(path / "mulan.safetensors")).items()})
+        weights = {k: v.float() for k, v in load_file(str(path / "mulan.safetensors")).items()}
+        if model.cfg.semantic is not None and not any(k.startswith(SEMANTIC_PREFIX) for k in weights):
+            version = model.cfg.semantic["version"]
+            sem = _sibling_semantic(path, version)
+            if sem is None:
+                raise FileNotFoundError(f"{path}: this MuLan reads the frame embeddings of semantic tokenizer {version}, "
+                                        f"expected beside it in {path.parent / 'semantic'}")
+            weights.update({SEMANTIC_PREFIX + k: v.float() for k, v in load_file(str(sem)).items()})
+        model.load_state_dict(weights)
         if (path / "mulan_rvq.safetensors").is_file():
             model.rvq = ResidualKMeans.load(path, "mulan_rvq")
         model.prior = PromptPrior.load(path)
@@ -182,6 +195,21 @@ class MuLan(nn.Module):
                                f"one ({model.cfg.token_key}): retrain it (python -m engine.train.mulan_prior) or "
                                f"delete {path / 'prior.json'}")
         return model.eval()
+
+
+SEMANTIC_PREFIX = "audio.sem."
+
+
+def _sibling_semantic(path: Path, version: str) -> Path | None:
+    """The weights of semantic tokenizer ``version`` in the folder beside ``path`` (``assets/semantic`` for
+    ``assets/mulan``), or None when there is none or it is another version."""
+    folder = Path(path).parent / "semantic"
+    try:
+        if json.loads((folder / "semantic.json").read_text()).get("version") == version:
+            return folder / "semantic.safetensors"
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 @torch.inference_mode()

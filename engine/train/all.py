@@ -1,11 +1,12 @@
 """Rebuild every shipped model from nothing: ``python -m engine.train.all --runs runs --hours 10``.
 
-corpus -> codec -> MuLan -> MuLan text projection -> prompt prior -> semantic tokenizer -> tokens -> codec decoder (iSTFT, on the
+corpus -> codec -> MuLan -> MuLan text projection -> prompt prior -> semantic tokenizer -> tokens -> draft ranker (semantic ids in
+MuLan's text space) -> codec decoder (iSTFT, on the
 frozen codes, reading the semantic ids too) -> codec encoder (a faster one distilled from it, same token space) ->
 semantic / coarse / fine stages -> evaluation report (which exports
 the ONNX graphs on first use), each step a call of that model's own entry point. Every step is cached and
 resumable: the corpus build resumes from its parts (and skips finished ones), each trainer from its ``last.pt``, tokenisation skips files it has made. Budgets are wall-clock
-minutes per call (the ``--*-minutes`` defaults add up to 500 minutes; the MuLan text projection and the semantic
+minutes per call (the ``--*-minutes`` defaults add up to 520 minutes; the MuLan text projection and the semantic
 tokenizer run to their own step limits; this command has not yet been run in one go);
 calling again after an interruption continues each trainer for another budget. On GPUs raise them or launch
 the same entry points under ``torchrun``. Shipping follows each trainer's rule (only a better model replaces the
@@ -21,6 +22,7 @@ from . import codec as train_codec
 from . import codec_decoder as train_codec_decoder
 from . import codec_encoder as train_codec_encoder
 from . import mulan_prior as train_mulan_prior
+from . import mulan_ranker as train_mulan_ranker
 from . import mulan_text as train_mulan_text
 from . import mulan as train_mulan
 from . import semantic as train_semantic
@@ -45,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--decoder-minutes", type=float, default=110)
     ap.add_argument("--encoder-minutes", type=float, default=90)
     ap.add_argument("--mulan-minutes", type=float, default=40)
+    ap.add_argument("--ranker-minutes", type=float, default=20)
     ap.add_argument("--report", type=Path, default=Path("docs/eval"), help="where the evaluation report goes")
     ap.add_argument("--stage-minutes", type=float, nargs=3, default=[40, 90, 40], metavar=("SEM", "COARSE", "FINE"))
     a = ap.parse_args(argv)
@@ -82,6 +85,12 @@ def main(argv=None) -> int:
                                           "--out", str(a.runs / "tokens"), "--codec", str(a.assets / "codec"),
                                           "--mulan", str(a.assets / "mulan"), "--semantic", str(a.assets / "semantic"),
                                           "--track-voice", "100"]))
+    step("draft ranker", lambda: train_mulan_ranker.main(["--data", str(corpus), "--features", str(a.runs / "mulan"),
+                                                          "--tokens", str(a.runs / "tokens"), "--init",
+                                                          str(a.assets / "mulan"), "--semantic", str(a.assets / "semantic"),
+                                                          "--out", str(a.runs / "ranker"), "--minutes",
+                                                          str(a.ranker_minutes), "--ship", "--assets",
+                                                          str(a.assets / "mulan")]))
     # frame-rate iSTFT decoder on the frozen codes the stages will learn, with the shipped decoder's losses (pitch
     # weighted 2, session 22; the phase loss, session 23: MODEL_CARD.md)
     step("codec decoder", lambda: (

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from ..mulan import MuLan
 from ..mulan.prior import PriorConfig, PromptPrior
 from .mulan import build_features, embed_split
 from .mulan_text import short_prompts
-from .publish import save_best
+from .publish import save_best, ship_if_better
 
 
 def pairs(model: MuLan, feats: dict, short: dict | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,14 +108,8 @@ def ship(best: Path, assets: Path, data: str, features: Path) -> bool:
         print(f"not shipped: {best} has no prior for MuLan {old.cfg.token_key}")
         return False
     vx, vowner, vaudio = pairs(old, build_features(data, "valid", features, 0), None)
-    s_new, s_old = score(new.prior, vx, vowner, vaudio), score(old.prior, vx, vowner, vaudio)
-    if s_new <= s_old:
-        print(f"not shipped: validation cosine {s_new:.4f} does not beat the shipped {s_old:.4f}")
-        return False
-    for f in PromptPrior.FILES:
-        shutil.copy2(best / f, assets / f)
-    print(f"shipped the prior of {best} -> {assets} (validation cosine {s_old:.4f} -> {s_new:.4f})")
-    return True
+    return ship_if_better(best, assets, PromptPrior.FILES, "prior", "validation cosine",
+                          score(new.prior, vx, vowner, vaudio), score(old.prior, vx, vowner, vaudio))
 
 
 def main(argv=None) -> int:
