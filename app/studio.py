@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from engine.audio import AudioError, load_audio
-from engine.generate import SAMPLE_RATE, Cantus, GenerationError, Request, Segment, Settings, prompt_bpm
+from engine.generate import DRAFTS, SAMPLE_RATE, Cantus, GenerationError, Request, Segment, Settings, prompt_bpm
 from engine.melody import MelodyError, melody_from_audio
 
 from .library import Clip, ClipLibrary
@@ -76,11 +76,11 @@ def hear(path: str | None) -> Heard | None:
     return Heard(str(path), track.tokens, track.midi)
 
 
-def settings_from_ui(duration, seed, temperature, top_k, guidance, bpm=0) -> Settings:
+def settings_from_ui(duration, seed, temperature, top_k, guidance, bpm=0, drafts=DRAFTS) -> Settings:
     """The Create tab's controls -> validated Settings; a tempo of 0 (or empty) means "as the prompt says"."""
     try:
         s = Settings(duration=float(duration), seed=int(seed), temperature=float(temperature), top_k=int(top_k),
-                     guidance=float(guidance), bpm=float(bpm) if bpm else None)
+                     guidance=float(guidance), bpm=float(bpm) if bpm else None, drafts=int(drafts))
         return s.validate()
     except (TypeError, ValueError) as e:
         raise UserError(str(e)) from None
@@ -166,7 +166,7 @@ def remix_values(clip: Clip) -> dict:
     s = clip.meta.get("settings", {})
     return {"prompt": clip.meta.get("prompt", ""), "duration": s.get("duration", 10), "seed": clip.meta.get("seed", 0),
             "temperature": s.get("temperature", 1.0), "top_k": s.get("top_k", 0), "guidance": s.get("guidance", 3.0),
-            "bpm": s.get("bpm") or 0,
+            "bpm": s.get("bpm") or 0, "drafts": s.get("drafts", 1),  # clips from before drafts had one
             "story": [[seg["prompt"], seg["seconds"]] for seg in clip.meta.get("story") or []]}
 
 

@@ -17,7 +17,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from engine.generate import SAMPLE_RATE, Cancelled
+from engine.generate import DRAFTS, SAMPLE_RATE, Cancelled
 
 from . import studio
 from .export import ExportError, export
@@ -63,6 +63,8 @@ def build(st: Studio) -> gr.Blocks:
                     bpm = gr.Number(value=0, minimum=0, maximum=240, label="Tempo, BPM (0 = auto)",
                                     info="0: a BPM written in the prompt (\"at 96 bpm\"), else the model's choice")
                     variations = gr.Slider(1, 4, value=1, step=1, label="Variations (seed, seed+1, …)")
+                    drafts = gr.Slider(1, 16, value=DRAFTS, step=1, label="Drafts (text alone)",
+                                       info="keeps the best-fitting of N sketches; 1 = the fastest first sound")
             with gr.Accordion("Story mode: a new prompt every few seconds", open=False):
                 story = gr.Dataframe(headers=["prompt", "seconds"], datatype=["str", "number"], row_count=3,
                                      column_count=2, value=[["", 10], ["", 10], ["", 10]], label="Story")
@@ -112,9 +114,9 @@ def build(st: Studio) -> gr.Blocks:
         melody.change(on_melody, melody, [heard_state, heard_text, heard_plot], api_name="hear")
         dice.click(lambda: random.randrange(2 ** 31), None, seed)
 
-        def run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, cont_id, progress):
+        def run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, cont_id, progress):
             try:
-                settings = studio.settings_from_ui(dur, seed_v, temp, k, g, tempo)
+                settings = studio.settings_from_ui(dur, seed_v, temp, k, g, tempo, n_drafts)
                 segs = studio.story_from_rows(story_v)
                 if not segs and not (prompt_v or "").strip():
                     raise UserError("type a prompt first (or fill the story table)")
@@ -136,15 +138,16 @@ def build(st: Studio) -> gr.Blocks:
             except Cancelled:
                 yield gr.skip(), gr.skip(), "Stopped.", gr.skip(), gr.skip()
 
-        inputs = [prompt, story, heard_state, duration, seed, temperature, top_k, guidance, bpm, variations]
+        inputs = [prompt, story, heard_state, duration, seed, temperature, top_k, guidance, bpm, variations, drafts]
         outputs = [live, result, status, info, clip_state]
-        def generate(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, progress=gr.Progress()):
-            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, None, progress)
+        def generate(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, progress=gr.Progress()):
+            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, None, progress)
 
-        def extend_clip(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, cont_id, progress=gr.Progress()):
+        def extend_clip(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, cont_id,
+                        progress=gr.Progress()):
             if not cont_id:
                 raise gr.Error("there is no clip to extend yet: generate one or pick one in the library")
-            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, cont_id, progress)
+            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, cont_id, progress)
 
         gen = go.click(generate, inputs, outputs, concurrency_limit=1, concurrency_id="generate", api_name="generate")
         ext = extend.click(extend_clip, inputs + [clip_state], outputs, concurrency_limit=1, concurrency_id="generate",
@@ -191,8 +194,8 @@ def build(st: Studio) -> gr.Blocks:
             except LibraryError as e:
                 raise gr.Error(str(e))
             story_rows = v["story"] or [["", 10], ["", 10], ["", 10]]
-            return v["prompt"], v["duration"], v["seed"], v["temperature"], v["top_k"], v["guidance"], v["bpm"], story_rows, \
-                "Settings loaded into Create."
+            return v["prompt"], v["duration"], v["seed"], v["temperature"], v["top_k"], v["guidance"], v["bpm"], \
+                v["drafts"], story_rows, "Settings loaded into Create."
 
         def do_bundle(cid):
             try:
@@ -218,8 +221,8 @@ def build(st: Studio) -> gr.Blocks:
         table.select(pick, table, [lib_player, lib_info, clip_state, new_name])
         rename_btn.click(do_rename, [clip_state, new_name, search], [table, lib_info, lib_status])
         delete_btn.click(do_delete, [clip_state, search], [table, lib_player, lib_info, clip_state, lib_status])
-        remix_btn.click(do_remix, clip_state, [prompt, duration, seed, temperature, top_k, guidance, bpm, story,
-                                               lib_status])
+        remix_btn.click(do_remix, clip_state, [prompt, duration, seed, temperature, top_k, guidance, bpm, drafts,
+                                               story, lib_status])
         bundle_btn.click(do_bundle, clip_state, bundle_file)
         import_file.upload(do_import, [import_file, search], [table, lib_status])
 

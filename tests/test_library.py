@@ -138,7 +138,7 @@ def test_killing_the_app_mid_generation_keeps_the_library_whole(tiny_assets, tmp
     story = {"headers": ["prompt", "seconds"], "data": [["", 10]]}
     proc, client = launch()
     try:
-        job = client.submit("a long folk tune", story, 120, 7, 1.0, 0, 3.0, 0, 1, api_name="/generate")
+        job = client.submit("a long folk tune", story, 120, 7, 1.0, 0, 3.0, 0, 1, 8, api_name="/generate")
         deadline = time.time() + 120
         while not any(o[0] for o in job.outputs()) and time.time() < deadline:  # audio is streaming
             time.sleep(0.05)
@@ -151,7 +151,7 @@ def test_killing_the_app_mid_generation_keeps_the_library_whole(tiny_assets, tmp
     assert np.abs(lib.audio(kept.id) - _tone()).max() < 1e-3, "the earlier clip is intact"
     proc, client = launch()
     try:
-        final = client.predict("a short folk tune", story, 2, 8, 1.0, 0, 3.0, 0, 1, api_name="/generate")
+        final = client.predict("a short folk tune", story, 2, 8, 1.0, 0, 3.0, 0, 1, 8, api_name="/generate")
         assert final[2].startswith("Saved as"), final[2]
         assert len(ClipLibrary(lib_dir).list()) == 2
     finally:

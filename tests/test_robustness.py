@@ -91,8 +91,21 @@ def test_a_ten_minute_recording_is_refused_quickly(tmp_path):
                                     ({"seed": -1}, "seed"), ({"temperature": 99}, "temperature"),
                                     ({"guidance": -2}, "guidance"), ({"top_k": -5}, "top-k"),
                                     ({"duration": float("nan")}, "duration"), ({"bpm": 500}, "BPM"),
-                                    ({"bpm": -20}, "BPM")])
+                                    ({"bpm": -20}, "BPM"), ({"drafts": 0}, "drafts"), ({"drafts": 40}, "drafts")])
 def test_extreme_settings_get_a_clear_message(kw, msg):
     args = {"duration": 10, "seed": 0, "temperature": 1.0, "top_k": 0, "guidance": 3.0, **kw}
     with pytest.raises(UserError, match=msg):
         settings_from_ui(**args)
+
+
+def test_remix_brings_back_the_drafts_a_clip_was_made_with():
+    """A clip saved with its settings remixes with the same number of semantic drafts; one saved before drafts
+    existed (no 'drafts' in its settings) was made from one draft, so it remixes with one."""
+    from pathlib import Path
+
+    from app.library import Clip
+    from app.studio import remix_values
+    new = Clip("a", {"prompt": "x", "seed": 3, "settings": {"duration": 10, "drafts": 4}}, Path("a.wav"))
+    old = Clip("b", {"prompt": "x", "seed": 3, "settings": {"duration": 10}}, Path("b.wav"))
+    assert remix_values(new)["drafts"] == 4 and remix_values(old)["drafts"] == 1
+    assert settings_from_ui(10, 3, 1.0, 0, 3.0, 0, remix_values(new)["drafts"]).drafts == 4

@@ -3,8 +3,9 @@
 Why: for one prompt, the clips the sampler draws differ a lot in how well they fit it (192 text-only test prompts x 4
 seeds, session 34: MuLan's agreement with the prompt spreads so widely that the judge's own pick of 4 would raise the
 MCC ratio 0.753 -> 0.902), but none of the stages' own likelihoods tells the good draws apart. The semantic ids of a
-window are drawn first and cost ~6% of a generation, so several drafts of them can be drawn and one kept before any
-acoustic token is sampled; streaming is unchanged.
+window are drawn first (0.32-0.42 s of a 10 s generation measured at ~6 s under load), so several drafts of them can
+be drawn and one kept before any acoustic token is sampled: the stream then flows as before, only its first chunk
+comes later (8 drafts: 0.43 -> 1.22 s, BENCHMARKS.md, session 36).
 
 What: a small conv tower over the ids (embedding -> stride-2 conv, 12.5 Hz -> residual dilated conv blocks -> mean
 and max over time -> MLP -> unit vector), trained contrastively (symmetric InfoNCE, in-batch negatives) against the
