@@ -202,7 +202,7 @@ class Cantus:
                          "prompt_prior": mulan.prior.cfg.version if mulan.prior is not None else None,
                          "draft_ranker": ranker.cfg.version if ranker is not None else None}
         self.text_cache: dict[str, torch.Tensor] = {}
-        self.judge_cache: dict[str, torch.Tensor] = {}
+        self.prompt_embeddings: dict[str, torch.Tensor] = {}
         self._ctx_memo = None  # (weak reference to the clip being continued, its context: _context)
         self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
 
@@ -265,9 +265,9 @@ class Cantus:
     def text_embedding(self, prompt: str) -> torch.Tensor:
         """prompt -> [dim] MuLan text embedding (what the draft ranker scores drafts against)."""
         key = " ".join(prompt.split())
-        if key not in self.judge_cache:
-            self.judge_cache[key] = self.mulan.embed_text([prompt])[0]
-        return self.judge_cache[key]
+        if key not in self.prompt_embeddings:
+            self.prompt_embeddings[key] = self.mulan.embed_text([prompt])[0]
+        return self.prompt_embeddings[key]
 
     def _pick_draft(self, sem: StageSampler, prompt: str) -> torch.Tensor:
         """The ids [T] of the draft the ranker scores highest against ``prompt`` (the only one, with one)."""

@@ -102,14 +102,19 @@ def build_features(data: str, split: str, out: Path, paraphrases: int) -> dict:
     return feats
 
 
+def embed_texts(model: MuLan, sentences: torch.Tensor) -> torch.Tensor:
+    """Cached MiniLM embeddings [N, C, 384] (a clip's captions or short prompts) -> MuLan text embeddings [N, C, D]."""
+    t = sentences.float()
+    return model.text(t.reshape(-1, t.shape[-1])).view(t.shape[0], t.shape[1], -1)
+
+
 @torch.inference_mode()
 def embed_split(model: MuLan, feats: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (audio [N, D] on the full 10 s, text [N, C, D] for every caption)."""
     model.eval()
     audio = torch.cat([model.audio(feats["frames"][i:i + 256].float(), feats["global"][i:i + 256])
                        for i in range(0, len(feats["frames"]), 256)])
-    t = feats["text"].float()
-    text = model.text(t.view(-1, t.shape[-1])).view(t.shape[0], t.shape[1], -1)
+    text = embed_texts(model, feats["text"])
     model.train()
     return audio, text
 

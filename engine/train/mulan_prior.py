@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ..mulan import MuLan
 from ..mulan.prior import PriorConfig, PromptPrior
-from .mulan import build_features, embed_split
+from .mulan import build_features, embed_split, embed_texts
 from .mulan_text import short_prompts
 from .publish import save_best, ship_if_better
 
@@ -42,9 +42,8 @@ def pairs(model: MuLan, feats: dict, short: dict | None) -> tuple[torch.Tensor, 
         n, c = text.shape[:2]
         texts, owner = [text.reshape(n * c, -1)], [torch.arange(n).repeat_interleave(c)]
         if short is not None:
-            s = short["text"].float()
-            texts.append(model.text(s.reshape(-1, s.shape[-1])))
-            owner.append(torch.arange(n).repeat_interleave(s.shape[1]))
+            texts.append(embed_texts(model, short["text"]).flatten(0, 1))
+            owner.append(torch.arange(n).repeat_interleave(short["text"].shape[1]))
     return torch.cat(texts), torch.cat(owner), audio
 
 

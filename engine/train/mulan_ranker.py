@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..mulan import MuLan
 from ..mulan.ranker import DraftRanker, RankerConfig
 from ..semantic import SemanticTokenizer
-from .mulan import build_features
+from .mulan import build_features, embed_texts
 from .mulan_text import short_prompts
 from .publish import save_best, ship_if_better
 
@@ -50,12 +50,7 @@ def semantic_ids(tokens: Path, split: str, version: str, clip_ids: list[str]) ->
 def texts(model: MuLan, feats: dict, short: dict | None) -> torch.Tensor:
     """-> [N, C, dim] MuLan text embeddings of every clip's captions (and short prompts)."""
     with torch.no_grad():
-        t = feats["text"].float()
-        out = [model.text(t.view(-1, t.shape[-1])).view(t.shape[0], t.shape[1], -1)]
-        if short is not None:
-            s = short["text"].float()
-            out.append(model.text(s.view(-1, s.shape[-1])).view(s.shape[0], s.shape[1], -1))
-    return torch.cat(out, 1)
+        return torch.cat([embed_texts(model, feats["text"]), *([] if short is None else [embed_texts(model, short["text"])])], 1)
 
 
 def valid_rank(ranker: DraftRanker, ids: torch.Tensor, text: torch.Tensor) -> float:
@@ -89,11 +84,16 @@ def train(a: argparse.Namespace) -> dict:
     del feats
     cfg = RankerConfig(vocab=tokenizer.cardinality, width=a.width, dim=mulan.cfg.dim, mulan=mulan.cfg.token_key,
                        semantic=semver)
+    ck = torch.load(out / "last.pt", weights_only=False) if (out / "last.pt").is_file() else None
+    if ck is not None:  # a resumed run keeps its own shape, whatever --width says now
+        cfg = RankerConfig.from_dict(ck["config"])
+        if (cfg.mulan, cfg.semantic) != (mulan.cfg.token_key, semver):
+            raise SystemExit(f"{out / 'last.pt'} was trained on MuLan {cfg.mulan} and semantic ids {cfg.semantic}, "
+                             f"not on {mulan.cfg.token_key} / {semver}: use another --out")
     ranker = DraftRanker(cfg)
     opt = torch.optim.AdamW(ranker.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     state = {"step": 0, "best": -1.0, "history": []}
-    if (out / "last.pt").is_file():
-        ck = torch.load(out / "last.pt", weights_only=False)
+    if ck is not None:
         ranker.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
@@ -124,7 +124,7 @@ def train(a: argparse.Namespace) -> dict:
             tqdm.write(json.dumps(m))
             if m["valid_rank"] > state["best"]:
                 state["best"] = m["valid_rank"]
-                ranker.cfg.version = f"s{step}-w{a.width}"
+                ranker.cfg.version = f"s{step}-w{cfg.width}"
                 save_best(ranker, out, {**m, "train_clips": n, "valid_clips": len(vx)})
             tmp = out / "last.pt.tmp"
             torch.save({"model": ranker.state_dict(), "opt": opt.state_dict(), "state": state,
