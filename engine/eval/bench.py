@@ -2,7 +2,9 @@
 ``codec [--model DIR]``, ``generate [--assets DIR]`` (``engine.eval.generation``), ``compare --b DIR [--a DIR]
 [--rows FILE]`` (generate's quality measures for two asset folders on the same prompts, hums and seeds, with paired
 differences: how a candidate model is judged before it replaces a shipped one), ``longform [--seconds S] [--hums]`` (drift
-from the prompt and window joins of long clips, ``engine.eval.longform``) and ``melody``.
+from the prompt and window joins of long clips, ``engine.eval.longform``), ``textonly [--prompts N] [--seeds OFFSET ...]
+[--rows FILE] [--against FILE ...]`` (text-only prompt adherence on many prompts, paired: ``engine.eval.textonly``) and
+``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
@@ -254,6 +256,21 @@ def main(argv=None) -> int:
                     "measure how well each 10 s part follows it")
     lf.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
     lf.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    t = sub.add_parser("textonly", help="text-only prompt adherence (MCC ratio, tagger, named tempo), paired")
+    t.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    t.add_argument("--prompts", type=int, default=192)
+    t.add_argument("--assets", default="assets")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0], help="seed offsets: seed = clip index + offset")
+    t.add_argument("--seconds", type=float, default=10.0)
+    t.add_argument("--drafts", type=int, default=None, help="semantic drafts (default: the generator's)")
+    t.add_argument("--guidance", type=float, default=None)
+    t.add_argument("--temperature", type=float, default=None)
+    t.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
+    t.add_argument("--from", dest="from_rows", type=Path, nargs="+", default=None,
+                   help="summarise these rows files instead of generating")
+    t.add_argument("--against", type=Path, nargs="+", default=None,
+                   help="rows files of the same prompts and seeds to pair with")
+    t.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
     m.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     m.add_argument("--clips", type=int, default=100)
@@ -275,6 +292,29 @@ def main(argv=None) -> int:
         r = full["summary"]
         text = generation.markdown_compare(full, a.a, a.b, f"{platform.machine()}, {torch.get_num_threads()} threads",
                                            str(date.today()))
+    elif a.what == "textonly":
+        from tqdm import tqdm
+
+        from . import textonly
+        try:
+            base = textonly.load_rows(a.against) if a.against else None
+            if a.from_rows:
+                rows, what = textonly.load_rows(a.from_rows), ", ".join(map(str, a.from_rows))
+            else:
+                over = {k: v for k, v in (("drafts", a.drafts), ("guidance", a.guidance),
+                                          ("temperature", a.temperature)) if v is not None}
+                bar = tqdm(total=a.prompts, desc="prompts")
+                rows = textonly.textonly_rows(a.corpus, a.prompts, a.assets, a.seeds,
+                                              progress=lambda n, total: bar.update(1), seconds=a.seconds, **over)
+                bar.close()
+                what = f"`{a.assets}`" + "".join(f", {k} {v}" for k, v in over.items())
+                if a.rows:
+                    a.rows.write_text(json.dumps({"assets": a.assets, "settings": over, "rows": rows}, indent=1))
+            r = textonly.summary(rows, base)
+        except ValueError as e:
+            ap.error(f"textonly: {e}")
+        text = textonly.markdown(r, what, f"{platform.machine()}, {torch.get_num_threads()} threads",
+                                 str(date.today()))
     elif a.what == "longform":
         from tqdm import tqdm
 
