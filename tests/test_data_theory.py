@@ -1,4 +1,3 @@
-import numpy as np
 
 from engine.data.theory import Note, convert_mode, diatonic_chords, harmonize, key_name
 

@@ -11,7 +11,7 @@ Interface shared by every Cantus tokenizer: ``encode``, ``decode``, ``sample_rat
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch

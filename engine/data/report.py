@@ -17,7 +17,7 @@ def report(corpus: Path) -> str:
         f"- {s['clips']} clips, {s['hours']} hours, {s['compositions']} distinct compositions from {s['melodies']} "
         f"parsed melodies ({s['scores_skipped']} score files/tunes skipped: unsupported meter, too short, corrupt)",
         f"- build time {s['build_seconds'] / 60:.1f} min (of which melody parsing/cache read {s['parse_seconds']:.0f} s)",
-        f"- splits: " + ", ".join(f"{k} {v}" for k, v in s["split"].items()),
+        "- splits: " + ", ".join(f"{k} {v}" for k, v in s["split"].items()),
     ]
     for key in ("style", "mood", "tempo", "mode", "meter", "key", "voice", "source", "instrument"):
         items = sorted(s[key].items(), key=lambda kv: (-kv[1], kv[0])) if key in ("instrument", "source") else s[key].items()

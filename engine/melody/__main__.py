@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 
-import numpy as np
 import soundfile as sf
 
 from ..audio import AudioError, load_audio
