@@ -291,9 +291,9 @@ def _with_ranker(tiny_assets, tmp_path, **cfg):
 
 
 def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_assets, tmp_path, monkeypatch):
-    """Text alone draws Settings.drafts semantic drafts and keeps the ranker's favourite; the same seed gives the
-    same clip; one draft is the clip the models give without a ranker; a hummed request is never reranked (the hum,
-    not the ranker, picks its ids)."""
+    """Text alone draws Settings.drafts semantic drafts (at temperature 1.0, not one draft's 0.85) and keeps the
+    ranker's favourite; the same seed gives the same clip; one draft is the clip the models give without a ranker; a
+    hummed request is never reranked (the hum, not the ranker, picks its ids)."""
     import engine.generate as G
     model = Cantus.load(_with_ranker(tiny_assets, tmp_path))
     assert model.versions["draft_ranker"] == "dev"
@@ -325,6 +325,17 @@ def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_asse
     assert [k[0] for k in kept] == [1]
     assert np.array_equal(hummed, Cantus.load(tiny_assets).generate(
         Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5), hum)))
+    temps = []
+
+    class Spy(G.StageSampler):
+        def __init__(self, model, prefix, cond, n, params, *a, **k):
+            temps.append((prefix.shape[0], round(params.temperature, 4)))
+            super().__init__(model, prefix, cond, n, params, *a, **k)
+
+    monkeypatch.setattr(G, "StageSampler", Spy)  # drafting, the semantic stage samples at MusicLM's 1.0, not 0.85
+    model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
+    model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=1)))
+    assert temps == [(8, 1.0), (2, 0.76), (1, 0.4), (2, 0.85), (2, 0.76), (1, 0.4)]
     with pytest.raises(GenerationError, match="drafts"):
         Settings(drafts=0).validate()
     with pytest.raises(GenerationError, match="drafts"):
