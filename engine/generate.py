@@ -76,10 +76,12 @@ STAGE_DEFAULTS = {"semantic": 1.0, "coarse": 0.95, "fine": 0.4}
 TEXT_ONLY_DEFAULTS = {**STAGE_DEFAULTS, "semantic": 0.85, "coarse": 0.76}
 # Semantic drafts ranked for text alone (``Settings.drafts``; see the module docstring).
 DRAFTS, MAX_DRAFTS = 8, 16
-# Drawing several drafts, the semantic stage samples text alone at MusicLM's 1.0 rather than 0.85: a wider spread for
-# the ranker to pick from. 8 drafts, 384 text-only test clips (session 38, MODEL_CARD.md): MCC ratio 0.790 -> 0.797
-# (+0.006 +- 0.011, paired), the independent tagger hears the style +0.039 +- 0.022 and the lead family +0.052 +-
-# 0.026 more often. One draft keeps 0.85, where it measured better (session 25).
+# Drawing several drafts with no tempo asked for, the semantic stage samples text alone at MusicLM's 1.0 rather than
+# 0.85: a wider spread for the ranker to pick from. A tempo's beat grid keeps 0.85: at 1.0 the ranked clips kept a
+# tempo less (48 prompts with a BPM, within 8%: 43 -> 35) and matched their prompt no better (-0.014 +- 0.016).
+# Session 38, MODEL_CARD.md: 8 drafts, 192 text-only test prompts, seeds 0 / 100,000 / 200,000 (the last drawn after
+# the split was chosen): MCC ratio 0.788 -> 0.804, paired +0.015 +- 0.007 (+0.021 +- 0.010 on the fresh seed alone).
+# One draft keeps 0.85, where it measured better (session 25).
 DRAFT_SEMANTIC = 1.0
 
 
@@ -154,12 +156,12 @@ class Settings:
             raise GenerationError(str(e)) from None
         return self
 
-    def params(self, stage: str, cool: bool = True, drafts: int = 1) -> SamplingParams:
+    def params(self, stage: str, cool: bool = True, drafts: int = 1, beat: bool = False) -> SamplingParams:
         """``cool``: text alone from nothing (TEXT_ONLY_DEFAULTS; its semantic stage at DRAFT_SEMANTIC when it draws
-        more than one draft); False: a hum to follow or audio to continue."""
+        more than one draft with no ``beat`` grid to keep); False: a hum to follow or audio to continue."""
         fine = stage == "fine"
         base = (TEXT_ONLY_DEFAULTS if cool else STAGE_DEFAULTS)[stage]
-        if cool and stage == "semantic" and drafts > 1:
+        if cool and stage == "semantic" and drafts > 1 and not beat:
             base = DRAFT_SEMANTIC
         return SamplingParams(temperature=base * self.temperature, top_k=0 if fine else self.top_k,
                               top_p=1.0 if fine else self.top_p, guidance=1.0 if fine else self.guidance)
@@ -346,7 +348,7 @@ class Cantus:
             sem_gens = gens[:1] + [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + 1_000_003 * d)
                                    for d in range(1, n_drafts)]
             sem = StageSampler(st1, pre.repeat_interleave(n_drafts, 0), cond1.repeat_interleave(n_drafts, 0), W // 2,
-                               s.params("semantic", cool, n_drafts), sem_gens, ctx_sem[None])
+                               s.params("semantic", cool, n_drafts, bpms[seg_i] is not None), sem_gens, ctx_sem[None])
             while not sem.done:
                 _check(cancel)
                 sem.advance()
@@ -524,7 +526,7 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0,
-                    help="scales the stages' temperatures (text alone %s, the semantic stage at %g when drafting; "
+                    help="scales the stages' temperatures (text alone %s, the semantic stage at %g when drafting with no tempo; "
                     "with a melody or continuing audio %s)"
                     % (" / ".join(f"{t:g}" for t in TEXT_ONLY_DEFAULTS.values()), DRAFT_SEMANTIC,
                        " / ".join(f"{t:g}" for t in STAGE_DEFAULTS.values())))

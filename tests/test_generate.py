@@ -291,8 +291,8 @@ def _with_ranker(tiny_assets, tmp_path, **cfg):
 
 
 def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_assets, tmp_path, monkeypatch):
-    """Text alone draws Settings.drafts semantic drafts (at temperature 1.0, not one draft's 0.85) and keeps the
-    ranker's favourite; the same seed gives the same clip; one draft is the clip the models give without a ranker; a
+    """Text alone draws Settings.drafts semantic drafts (at temperature 1.0, not one draft's 0.85, unless a tempo is
+    asked for) and keeps the ranker's favourite; the same seed gives the same clip; one draft is the clip the models give without a ranker; a
     hummed request is never reranked (the hum, not the ranker, picks its ids)."""
     import engine.generate as G
     model = Cantus.load(_with_ranker(tiny_assets, tmp_path))
@@ -332,10 +332,14 @@ def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_asse
             temps.append((prefix.shape[0], round(params.temperature, 4)))
             super().__init__(model, prefix, cond, n, params, *a, **k)
 
-    monkeypatch.setattr(G, "StageSampler", Spy)  # drafting, the semantic stage samples at MusicLM's 1.0, not 0.85
+    # drafting, the semantic stage samples at MusicLM's 1.0, not 0.85, unless it has a tempo's beat grid to keep
+    monkeypatch.setattr(G, "StageSampler", Spy)
     model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
     model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=1)))
-    assert temps == [(8, 1.0), (2, 0.76), (1, 0.4), (2, 0.85), (2, 0.76), (1, 0.4)]
+    model.generate(Request([Segment("calm piano ballad at 90 bpm", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
+    model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=4, bpm=90)))
+    assert [t[1] for t in temps if t[0] == 8] == [1.0, 0.85, 0.85]
+    assert temps[:6] == [(8, 1.0), (2, 0.76), (1, 0.4), (2, 0.85), (2, 0.76), (1, 0.4)]
     with pytest.raises(GenerationError, match="drafts"):
         Settings(drafts=0).validate()
     with pytest.raises(GenerationError, match="drafts"):
