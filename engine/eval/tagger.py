@@ -9,6 +9,7 @@ in generation uses it. Trained full batch on the corpus train split in seconds; 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,9 @@ def split_features(corpus: Path, split: str, cache: Path) -> tuple[torch.Tensor,
         tags.append(ex.tags)
     x = torch.stack(xs)
     cache.mkdir(parents=True, exist_ok=True)
-    torch.save({"x": x, "tags": tags}, path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # atomic: another bench process may be reading the cache
+    torch.save({"x": x, "tags": tags}, tmp)
+    os.replace(tmp, path)
     return x, tags
 
 
