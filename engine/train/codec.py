@@ -37,7 +37,7 @@ from ..codec.model import Codec, CodecConfig
 from ..data.dataset import open_dataset
 from ..eval.metrics import log_mel, mel_distance
 from ..spectral import semitone_fb
-from .distributed import agreed_stop, setup
+from .distributed import agreed_stop, leave_group, setup
 from .publish import save_best
 
 LOSS_SCALES = ((128, 16), (256, 32), (512, 64), (1024, 80), (2048, 128))
@@ -227,6 +227,7 @@ def train(a: argparse.Namespace) -> dict:
                         "history": history, "config": dataclasses.asdict(cfg), "trained_s": trained_s + time.time() - t0}, tmp)
             os.replace(tmp, ckpt_path)
     bar.close()
+    leave_group(world)
     return {"step": step, "best_score": best}
 
 

@@ -40,7 +40,7 @@ from ..codec.model import Codec, CodecConfig
 from ..data.dataset import open_dataset
 from ..eval.metrics import mel_distance
 from .codec import CropSampler
-from .distributed import agreed_stop, average_gradients, setup
+from .distributed import agreed_stop, average_gradients, leave_group, setup
 from .publish import save_best
 
 
@@ -201,6 +201,7 @@ def train(a: argparse.Namespace) -> dict:
                         "history": history, "config": cfg, "trained_s": trained_s + time.time() - t0}, tmp)
             os.replace(tmp, ckpt_path)
     bar.close()
+    leave_group(world)
     return {"step": step, **({"best_agree_all": -best} if rank == 0 else {})}  # other ranks never evaluate
 
 

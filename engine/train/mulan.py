@@ -50,7 +50,7 @@ from ..mulan import evaluate
 from ..mulan.model import MuLan, MuLanConfig
 from ..mulan.text import encode_sentences
 from ..semantic import SemanticTokenizer
-from .distributed import agreed_stop, average_gradients, setup
+from .distributed import agreed_stop, average_gradients, leave_group, setup
 from .publish import save_best
 
 CROP = 200  # frames (8 s) per training example
@@ -235,6 +235,7 @@ def train(a: argparse.Namespace) -> dict:
                         "step": step, "best": best, "history": history}, out / "last.tmp")
             os.replace(out / "last.tmp", ckpt)
     bar.close()
+    leave_group(world)
     return {"step": step, "best_valid": best}
 
 

@@ -37,7 +37,7 @@ from ..lm.model import StageLM, masked_loss
 from ..lm.stages import FRAME_RATE, LATE_MAX, default_config, make_batch, self_feed
 from ..mulan.model import MuLanConfig
 from .tokenize import load
-from .distributed import agreed_stop, average_gradients, setup
+from .distributed import agreed_stop, average_gradients, leave_group, setup
 from .publish import save_best
 
 
@@ -220,6 +220,7 @@ def main(argv=None) -> int:
                         "history": history, "config": dataclasses.asdict(cfg), "trained_s": trained_s}, out / "last.tmp")
             os.replace(out / "last.tmp", ckpt)
     bar.close()
+    leave_group(world)
     return 0
 
 
