@@ -150,18 +150,18 @@ class Settings:
             raise GenerationError(f"drafts must be a whole number from 1 to {MAX_DRAFTS}, got {self.drafts!r}")
         try:
             for name in STAGE_DEFAULTS:
-                for cool, drafts in ((True, 1), (True, MAX_DRAFTS), (False, 1)):
-                    self.params(name, cool, drafts).validate(name)
+                for cool, ranked in ((True, False), (True, True), (False, False)):
+                    self.params(name, cool, ranked).validate(name)
         except ValueError as e:
             raise GenerationError(str(e)) from None
         return self
 
-    def params(self, stage: str, cool: bool = True, drafts: int = 1, beat: bool = False) -> SamplingParams:
-        """``cool``: text alone from nothing (TEXT_ONLY_DEFAULTS; its semantic stage at DRAFT_SEMANTIC when it draws
-        more than one draft with no ``beat`` grid to keep); False: a hum to follow or audio to continue."""
+    def params(self, stage: str, cool: bool = True, ranked: bool = False) -> SamplingParams:
+        """``cool``: text alone from nothing (TEXT_ONLY_DEFAULTS); False: a hum to follow or audio to continue.
+        ``ranked``: several drafts to rank and no beat grid to keep (the semantic stage at DRAFT_SEMANTIC)."""
         fine = stage == "fine"
         base = (TEXT_ONLY_DEFAULTS if cool else STAGE_DEFAULTS)[stage]
-        if cool and stage == "semantic" and drafts > 1 and not beat:
+        if cool and ranked and stage == "semantic":
             base = DRAFT_SEMANTIC
         return SamplingParams(temperature=base * self.temperature, top_k=0 if fine else self.top_k,
                               top_p=1.0 if fine else self.top_p, guidance=1.0 if fine else self.guidance)
@@ -348,7 +348,8 @@ class Cantus:
             sem_gens = gens[:1] + [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + 1_000_003 * d)
                                    for d in range(1, n_drafts)]
             sem = StageSampler(st1, pre.repeat_interleave(n_drafts, 0), cond1.repeat_interleave(n_drafts, 0), W // 2,
-                               s.params("semantic", cool, n_drafts, bpms[seg_i] is not None), sem_gens, ctx_sem[None])
+                               s.params("semantic", cool, n_drafts > 1 and bpms[seg_i] is None), sem_gens,
+                               ctx_sem[None])
             while not sem.done:
                 _check(cancel)
                 sem.advance()
@@ -526,8 +527,8 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0,
-                    help="scales the stages' temperatures (text alone %s, the semantic stage at %g when drafting with no tempo; "
-                    "with a melody or continuing audio %s)"
+                    help="scales the stages' temperatures (text alone %s, the semantic stage at %g when drafting "
+                    "with no tempo; with a melody or continuing audio %s)"
                     % (" / ".join(f"{t:g}" for t in TEXT_ONLY_DEFAULTS.values()), DRAFT_SEMANTIC,
                        " / ".join(f"{t:g}" for t in STAGE_DEFAULTS.values())))
     ap.add_argument("--top-k", type=int, default=0)

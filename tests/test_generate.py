@@ -292,8 +292,8 @@ def _with_ranker(tiny_assets, tmp_path, **cfg):
 
 def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_assets, tmp_path, monkeypatch):
     """Text alone draws Settings.drafts semantic drafts (at temperature 1.0, not one draft's 0.85, unless a tempo is
-    asked for) and keeps the ranker's favourite; the same seed gives the same clip; one draft is the clip the models give without a ranker; a
-    hummed request is never reranked (the hum, not the ranker, picks its ids)."""
+    asked for) and keeps the ranker's favourite; the same seed gives the same clip; one draft is the clip the models
+    give without a ranker; a hummed request is never reranked (the hum, not the ranker, picks its ids)."""
     import engine.generate as G
     model = Cantus.load(_with_ranker(tiny_assets, tmp_path))
     assert model.versions["draft_ranker"] == "dev"

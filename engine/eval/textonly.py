@@ -1,10 +1,10 @@
 """Text-only prompt adherence, #5's MCC target: ``python -m engine.eval.bench textonly [--prompts 192] [--seeds 0
 100000] [--drafts N] [--rows OUT.json] [--against BASE.json ...] [--append BENCHMARKS.md]``.
 
-The evaluation sessions 25-36 ran from scripts kept out of git; this is it in the repository. Each of ``--prompts``
-test clips (``bench_prompts``: evenly spread through the test split; 192 of the 10 h build = every other test clip)
-gives its short caption as a text-only prompt of 10 s (``--seconds``), once per seed offset (seed = clip index + offset), with the
-assets' default settings unless told (``--drafts``, ``--guidance``, ``--temperature``). Per clip:
+Each of ``--prompts`` test clips (``bench_prompts``: every len(test) // N-th clip from the first; with 192 of the
+10 h build's 557, every other clip of 0-382) gives its short caption as a text-only prompt of 10 s (``--seconds``),
+once per seed offset (seed = clip index + offset), with the assets' default settings unless told (``--drafts``,
+``--guidance``, ``--temperature``). Per clip:
 
 - ``mcc``: cosine of the caption's MuLan text embedding with the generated audio's embedding (the assets' own MuLan
   judges, as in ``bench compare``), and ``real``, the same for the real test clip; the MCC ratio is their means'.
@@ -12,7 +12,7 @@ assets' default settings unless told (``--drafts``, ``--guidance``, ``--temperat
   nothing in generation uses) reads the clip's style, lead family, tempo bucket and mode in the generated audio.
 - ``tempo``: for captions that name a BPM, whether librosa's beat tracker finds it within 8%.
 
-Clips differ far more than models do (per-clip MCC spread ~0.17), so candidates are compared paired: ``--against``
+Clips differ far more than models do, so candidates are compared paired: ``--against``
 rows of the same prompts and seeds (one file per seed run) give each measure's mean difference per prompt, seeds
 pooled, with its standard error over prompts. ``--from`` summarises rows already written instead of generating.
 """
