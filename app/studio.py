@@ -176,6 +176,11 @@ def describe(clip: Clip) -> str:
              f"Prompt: {m.get('prompt')}"]
     if m.get("melody_file"):
         lines.append(f"Melody: {m['melody_file']}")
-    lines.append(f"Settings: `{json.dumps(m.get('settings', {}))}`")
+    settings = dict(m.get("settings", {}))
+    if (m.get("melody_file") or m.get("continues")) and settings.pop("drafts", None) is not None:
+        # the engine ranks drafts only for text alone from nothing; the slider's value is kept for remixing
+        lines.append("Drafts: none (" + ("the hum sets the melody" if m.get("melody_file") else
+                                         "it continues another clip") + "; drafts rank text-alone clips)")
+    lines.append(f"Settings: `{json.dumps(settings)}`")
     lines.append(f"Permalink: `/?clip={clip.id}`")
     return "\n\n".join(lines)

@@ -109,3 +109,18 @@ def test_remix_brings_back_the_drafts_a_clip_was_made_with():
     old = Clip("b", {"prompt": "x", "seed": 3, "settings": {"duration": 10}}, Path("b.wav"))
     assert remix_values(new)["drafts"] == 4 and remix_values(old)["drafts"] == 1
     assert settings_from_ui(10, 3, 1.0, 0, 3.0, 0, remix_values(new)["drafts"]).drafts == 4
+
+
+def test_a_hummed_clip_does_not_claim_drafts_it_never_drew():
+    """Drafts are ranked only for text alone: a hummed clip's description says it had none (its saved slider value
+    still remixes back), a text-alone clip's shows its drafts."""
+    from pathlib import Path
+
+    from app.library import Clip
+    from app.studio import describe, remix_values
+    settings = {"duration": 10, "drafts": 8}
+    hummed = Clip("a", {"prompt": "x", "seed": 3, "melody_file": "hum.wav", "settings": settings}, Path("a.wav"))
+    text = Clip("b", {"prompt": "x", "seed": 3, "settings": settings}, Path("b.wav"))
+    assert '"drafts"' not in describe(hummed) and "Drafts: none (the hum sets the melody" in describe(hummed)
+    assert '"drafts": 8' in describe(text) and "Drafts: none" not in describe(text)
+    assert remix_values(hummed)["drafts"] == 8
