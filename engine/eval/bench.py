@@ -3,8 +3,9 @@
 [--rows FILE]`` (generate's quality measures for two asset folders on the same prompts, hums and seeds, with paired
 differences: how a candidate model is judged before it replaces a shipped one), ``longform [--seconds S] [--hums]`` (drift
 from the prompt and window joins of long clips, ``engine.eval.longform``), ``textonly [--prompts N] [--seeds OFFSET ...]
-[--rows FILE] [--against FILE ...]`` (text-only prompt adherence on many prompts, paired: ``engine.eval.textonly``) and
-``melody``.
+[--rows FILE] [--against FILE ...]`` (text-only prompt adherence on many prompts, paired: ``engine.eval.textonly``),
+``probe [--train-clips N] [--kinds melody mix]`` (how much of the original's pitch each codec representation still
+carries: ``engine.eval.codec_probe``) and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
@@ -271,12 +272,28 @@ def main(argv=None) -> int:
     t.add_argument("--against", type=Path, nargs="+", default=None,
                    help="rows files of the same prompts and seeds to pair with")
     t.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    pr = sub.add_parser("probe", help="how much of the original's pitch each codec representation still carries")
+    pr.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    pr.add_argument("--train-clips", type=int, default=400)
+    pr.add_argument("--clips", type=int, default=50, help="test clips (spread over the split as codec picks them)")
+    pr.add_argument("--kinds", nargs="+", choices=("melody", "mix"), default=["melody", "mix"])
+    pr.add_argument("--steps", type=int, default=1000, help="training steps per probe")
+    pr.add_argument("--model", type=Path, default=Path("assets/codec"))
+    pr.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
     m.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     m.add_argument("--clips", type=int, default=100)
     m.add_argument("--append", type=Path, default=None, help="append the markdown line to this file")
     a = ap.parse_args(argv)
-    if a.what == "melody":
+    if a.what == "probe":
+        from . import codec_probe
+        try:
+            r = codec_probe.run(a.corpus, a.train_clips, a.clips, a.kinds, a.model, a.steps)
+        except ValueError as e:
+            ap.error(f"probe: {e}")
+        text = codec_probe.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()),
+                                    a.steps)
+    elif a.what == "melody":
         r = bench_melody(a.corpus, a.clips)
         text = markdown_melody(r)
     elif a.what == "compare":
