@@ -289,7 +289,7 @@ def main(argv=None) -> int:
         from . import codec_probe
         try:
             r = codec_probe.run(a.corpus, a.train_clips, a.clips, a.kinds, a.model, a.steps)
-        except ValueError as e:
+        except (ValueError, FileNotFoundError) as e:
             ap.error(f"probe: {e}")
         text = codec_probe.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()),
                                     a.steps)
