@@ -177,10 +177,12 @@ def describe(clip: Clip) -> str:
     if m.get("melody_file"):
         lines.append(f"Melody: {m['melody_file']}")
     settings = dict(m.get("settings", {}))
-    if (m.get("melody_file") or m.get("continues")) and settings.pop("drafts", None) is not None:
-        # the engine ranks drafts only for text alone from nothing; the slider's value is kept for remixing
-        lines.append("Drafts: none (" + ("the hum sets the melody" if m.get("melody_file") else
-                                         "it continues another clip") + "; drafts rank text-alone clips)")
+    # the engine ranks drafts only for text alone from nothing; the saved value is kept for remixing
+    made_from = ("the hum sets the melody" if m.get("melody_file") else
+                 "it continues another clip" if m.get("continues") else None)
+    if made_from and "drafts" in settings:
+        del settings["drafts"]
+        lines.append(f"Drafts: none ({made_from}; drafts rank text-alone clips)")
     lines.append(f"Settings: `{json.dumps(settings)}`")
     lines.append(f"Permalink: `/?clip={clip.id}`")
     return "\n\n".join(lines)

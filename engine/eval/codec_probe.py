@@ -45,7 +45,8 @@ def spectrum(x: torch.Tensor, hop: int, sr: int) -> torch.Tensor:
 
 @dataclass
 class ClipFeatures:
-    """One clip's frames: every representation [C, T] (float16, ids int64 [T]), PESTO targets of the original."""
+    """One clip's frames: every representation but the ids' [C, T] (float16; ``codes_8_ids`` reads ``codes_8`` and
+    ``ids``, int64 [T]), PESTO targets of the original."""
     reps: dict[str, np.ndarray]
     ids: np.ndarray | None
     pitch: np.ndarray  # [T] the original's PESTO MIDI pitch
@@ -73,7 +74,6 @@ def clip_features(codec, semantic, x: np.ndarray) -> ClipFeatures:
     p_rec, _ = _pitch(rec.numpy(), sr)
     n = min(z.shape[-1], len(p_ref), len(p_rec), *(r.shape[-1] for r in reps.values()))
     reps = {k: v[:, :n].numpy().astype(np.float16) for k, v in reps.items()}
-    reps["codes_8_ids"] = reps["codes_8"]
     return ClipFeatures(reps, None if ids is None else ids[:n], p_ref[:n], c_ref[:n] > 0.9,
                         np.abs(p_ref[:n] - p_rec[:n]) < 0.5)
 
@@ -102,19 +102,24 @@ def _targets(f: ClipFeatures) -> np.ndarray:
     return np.where(f.sure & (c >= 0) & (c < HIGH - LOW), c, -1)
 
 
+def _input(rep: str) -> tuple[str, bool]:
+    """A representation's name -> (the array it reads, whether it also reads the semantic ids)."""
+    return rep.removesuffix("_ids"), rep.endswith("_ids")
+
+
 def train_probe(train: list[ClipFeatures], rep: str, steps: int = 1000, batch: int = 16, crop: int = 128,
-                seed: int = 0, progress=None) -> tuple[Probe, np.ndarray, np.ndarray]:
-    """A probe of ``rep`` on the train clips' frames; returns it with the input's mean and std (per channel)."""
+                seed: int = 0, n_ids: int = 0, progress=None) -> tuple[Probe, np.ndarray, np.ndarray]:
+    """A probe of ``rep`` on the train clips' frames (``n_ids``: the id vocabulary of a ``_ids`` representation);
+    returns it with the input's mean and std (per channel)."""
     g = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    xs = [f.reps[rep].astype(np.float32) for f in train]
+    name, use_ids = _input(rep)
+    xs = [f.reps[name].astype(np.float32) for f in train]
     ys = [_targets(f) for f in train]
-    use_ids = rep.endswith("_ids")
     idss = [f.ids for f in train] if use_ids else None
     cat = np.concatenate(xs, 1)
     mean, std = cat.mean(1, keepdims=True), cat.std(1, keepdims=True) + 1e-3
-    n_ids = int(max(i.max() for i in idss)) + 1 if use_ids else 0
-    probe = Probe(cat.shape[0], n_ids)
+    probe = Probe(cat.shape[0], n_ids if use_ids else 0)
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
     usable = [i for i, y in enumerate(ys) if len(y) >= crop and (y >= 0).any()]
@@ -147,25 +152,20 @@ def probe_accuracy(probe: Probe, mean: np.ndarray, std: np.ndarray, clips: list[
     hits = total = 0
     for f in clips:
         y = _targets(f)
-        x = torch.from_numpy((f.reps[rep].astype(np.float32) - mean) / std)[None]
-        ids = torch.from_numpy(f.ids)[None].long() if rep.endswith("_ids") else None
+        name, use_ids = _input(rep)
+        x = torch.from_numpy((f.reps[name].astype(np.float32) - mean) / std)[None]
+        ids = torch.from_numpy(f.ids)[None].long() if use_ids else None
         pred = probe(x, ids)[0].argmax(0).numpy()
         hits += int(((pred == y) & (y >= 0)).sum())
         total += int((y >= 0).sum())
     return hits, total
 
 
-def collect(corpus: Path, split: str, n_clips: int, kind: str, model_dir: Path, progress=None) -> list[ClipFeatures]:
+def collect(corpus: Path, split: str, n_clips: int, kind: str, codec, semantic, progress=None) -> list[ClipFeatures]:
     """Features of n_clips of a split, spread over it as ``bench codec`` picks them."""
     from ..audio import resample
-    from ..codec import Codec
     from ..data.dataset import CorpusDataset
 
-    codec = Codec.load(model_dir)
-    semantic = None
-    if codec.conditioned:
-        from ..semantic import SemanticTokenizer
-        semantic = SemanticTokenizer.load(Path(model_dir).parent / "semantic")
     ds = CorpusDataset(corpus, split, load_voice=kind == "melody")
     if not len(ds):
         raise ValueError(f"{corpus} has no {split} clips")
@@ -189,23 +189,31 @@ def run(corpus: Path, train_clips: int, test_clips: int, kinds: list[str], model
         reps: tuple[str, ...] = REPRESENTATIONS, seed: int = 0, bar=None) -> dict:
     from tqdm import tqdm
 
+    from ..codec import Codec
+
+    codec = Codec.load(model_dir)
+    semantic = None
+    if codec.conditioned:
+        from ..semantic import SemanticTokenizer
+        semantic = SemanticTokenizer.load(Path(model_dir).parent / "semantic")
+    n_ids = codec.cfg.decoder_cond + 1 if codec.conditioned else 0  # the ids and 'absent'
     results = {}
     for kind in kinds:
         feats = {}
         for split, n in (("train", train_clips), ("test", test_clips)):
             b = tqdm(total=n, desc=f"{kind} {split} features")
-            feats[split] = collect(corpus, split, n, kind, model_dir, progress=lambda k, t: b.update(1))
+            feats[split] = collect(corpus, split, n, kind, codec, semantic, progress=lambda k, t: b.update(1))
             b.close()
-        has_ids = all(f.ids is not None for f in feats["train"] + feats["test"])
-        rt = [sum(int((f.rt_agree & f.sure)[_targets(f) >= 0].sum()) for f in feats["test"]),
+        rt = [sum(int(f.rt_agree[_targets(f) >= 0].sum()) for f in feats["test"]),
               sum(int((_targets(f) >= 0).sum()) for f in feats["test"])]
         row = {"clips": [len(feats["train"]), len(feats["test"])], "roundtrip_pesto": round(rt[0] / max(1, rt[1]), 4),
                "frames": rt[1], "probe": {}}
         for rep in reps:
-            if rep.endswith("_ids") and not has_ids:
+            if _input(rep)[1] and not n_ids:
                 continue
             b = tqdm(total=steps, desc=f"{kind} probe {rep}")
-            probe, mean, std = train_probe(feats["train"], rep, steps, seed=seed, progress=lambda k, t: b.update(1))
+            probe, mean, std = train_probe(feats["train"], rep, steps, seed=seed, n_ids=n_ids,
+                                           progress=lambda k, t: b.update(1))
             b.close()
             h, t = probe_accuracy(probe, mean, std, feats["test"], rep)
             row["probe"][rep] = round(h / max(1, t), 4)
