@@ -92,3 +92,23 @@ def test_a_decoder_learns_to_read_semantic_ids(tiny_corpus, tmp_path):
     x = torch.from_numpy(ds[0].audio[:24_000])[None]
     with_ids, without = new.reconstruct(x, semantic=sem), new.reconstruct(x)
     assert with_ids.shape == without.shape == x.shape and not torch.equal(with_ids, without)
+
+
+def test_without_a_token_cache_mix_clips_encodes_the_mixes_and_the_tracker_scores_pitch(tiny_corpus, tmp_path):
+    """--mix-clips N: the first N train clips are encoded by the frozen encoder (cached like the voice pool), so no
+    tokenize run is needed; --tracker-weight adds the PESTO loss and validation then reports bench's pitch agreement."""
+    from engine.data.dataset import CorpusDataset
+    old = save_tiny_codec(tmp_path / "init")
+    out = tmp_path / "run"
+    assert codec_decoder.main(["--data", str(tiny_corpus), "--tokens", str(tmp_path / "tokens"), "--init",
+                               str(tmp_path / "init"), "--out", str(out), *ARGS, "--steps", "3", "--mix-clips", "2",
+                               "--tracker-weight", "1", "--tracker-frames", "8"]) == 0
+    mix = torch.load(tmp_path / "tokens" / "codec-mix-train-tiny-v1.pt", weights_only=False)
+    ds = CorpusDataset(tiny_corpus, "train")
+    assert mix["ids"] == [r["id"] for r in ds.records][:2] and mix["codes"].shape == (2, 8, 500)
+    x = torch.from_numpy(np.pad(ds[1].audio, (0, 240_000))[:240_000])[None]
+    assert torch.equal(mix["codes"][1].long(), old.encode(x)[0, :, :500])
+    last = torch.load(out / "last.pt", weights_only=False)["history"][-1]
+    assert 0.0 <= last["agree_8"] <= 1.0
+    with pytest.raises(SystemExit):
+        codec_decoder.main(["--data", str(tiny_corpus), "--out", str(out), "--tracker-frames", "0"])

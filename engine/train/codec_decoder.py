@@ -22,6 +22,14 @@ the learning rate: it starts at zero while the rest starts trained.
 of the first N train clips instead of the mixes: the codec meets such audio when a hum is continued or round-tripped,
 and the mixes alone never show it a lone sung line. Their codes and ids are made once (frozen encoder) and cached
 next to the tokenize cache; validation then also scores the pitch of the valid clips' renditions.
+
+``--mix-clips N``: the mixes' codes and ids come the same way, from the first N train clips, instead of from the
+tokenize cache (which needs the MuLan features of every clip first).
+
+``--tracker-weight W``: adds W x ``engine.train.tracker_loss`` (PESTO's pitch distribution on the decoded audio
+against the original's, on ``--tracker-frames`` confident frames of the batch): the score the codec issue sets is
+PESTO's, and the spectral terms did not reach it. Validation then also reports ``bench codec``'s pitch agreement of
+the round trips (``agree_8``, ``voice_agree_8``) and the best also counts 1 - agreement of each.
 """
 from __future__ import annotations
 
@@ -42,19 +50,76 @@ from ..codec.model import Codec, frame_ids
 from ..data.dataset import CorpusDataset
 from .codec import codec_loss, evaluate, phase_loss, pitch_loss, valid_pitch
 from .publish import save_best
-
+from .tracker_loss import TrackerLoss
 
 CLIP_SAMPLES = 240_000  # the 10 s clips the tokenize cache encodes
+
+
+def encoded_pool(data: str, tokens: Path, codec: Codec, semantic, n_clips: int, voice: bool,
+                 progress: bool = True) -> tuple:
+    """(codes [N, K, F], semantic ids [N, S] or None, int16 audio) of the first ``n_clips`` train clips, their
+    voice-like renditions with ``voice``, encoded by ``codec``'s frozen encoder (what a round trip gives) with their
+    semantic ids, cached in ``tokens/codec-{voice|mix}-train-<version>.pt`` (made again when it holds other clips or
+    other ids). Without a tokenize cache this is how the mixes get their codes too (``--mix-clips``)."""
+    path = Path(tokens) / f"codec-{'voice' if voice else 'mix'}-train-{codec.cfg.version}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sem_version = semantic.cfg.version if semantic is not None else ""
+    ds = CorpusDataset(data, "train", load_voice=voice)
+    ids = ds.ids[:n_clips]
+    cache = torch.load(path, weights_only=False) if path.exists() else None
+    fresh = cache is None or cache["ids"] != ids or cache["semantic_version"] != sem_version
+    codes, sem, audio = [], [], []
+    for j in tqdm(range(len(ids)), desc="voice renditions" if voice else "mixes", disable=not progress):
+        ex = ds[j]
+        a = resample(ex.voice, ex.voice_rate, codec.sample_rate) if voice else ex.audio
+        a = np.pad(a, (0, CLIP_SAMPLES))[:CLIP_SAMPLES]
+        audio.append((np.clip(a, -1, 1) * 32767).astype(np.int16))
+        if fresh:
+            with torch.inference_mode():
+                x = torch.from_numpy(a.astype(np.float32))[None]
+                codes.append(codec.encode(x)[0, :, :CLIP_SAMPLES // codec.cfg.hop].to(torch.int16))
+                sem.append(semantic.encode(x)[0].to(torch.int16) if semantic is not None else torch.zeros(0))
+    if fresh:
+        cache = {"ids": ids, "codes": torch.stack(codes), "semantic": torch.stack(sem),
+                 "semantic_version": sem_version}
+        torch.save(cache, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+    return cache["codes"].long(), cache["semantic"].long() if semantic is not None else None, audio
+
+
+def valid_agreement(codec: Codec, clips: list[torch.Tensor], semantic, refs: dict) -> float:
+    """``bench codec``'s pitch agreement (PESTO within half a semitone on the original's confident frames) of full
+    8-level round trips; ``refs`` caches the originals' tracks by clip identity."""
+    from ..eval.bench import _pitch, _pitch_agreement
+
+    codec.eval()
+    tally = [0, 0]
+    sr = codec.cfg.sample_rate
+    for x in clips:
+        if id(x) not in refs:
+            refs[id(x)] = _pitch(x.numpy(), sr)
+        with torch.inference_mode():
+            y = codec.reconstruct(x[None], semantic=semantic)[0, :x.shape[-1]].numpy()
+        _pitch_agreement(tally, refs[id(x)], y, sr)
+    codec.train()
+    return round(tally[0] / max(1, tally[1]), 4)
 
 
 class CodeWindows:
     """Aligned (codes, delayed audio) windows of the train split: codes from the tokenize cache, audio as int16."""
 
     def __init__(self, data: str, tokens: Path, version: str, hop: int, progress: bool = True,
-                 semantic_version: str | None = None):
+                 semantic_version: str | None = None, pool: tuple | None = None):
+        """The train split's tokenize cache, or (``pool``) an ``encoded_pool`` of the mixes instead."""
+        self.hop = hop
+        if pool is not None:
+            self.pools = [pool]
+            return
+
         def cached(path: Path) -> dict:
             if not path.exists():
-                raise SystemExit(f"{path} is missing: run python -m engine.train.tokenize --data {data} --out {tokens}")
+                raise SystemExit(f"{path} is missing: run python -m engine.train.tokenize --data {data} --out {tokens}"
+                                 " (or pass --mix-clips N to encode N train clips here)")
             return torch.load(path, weights_only=False)
         blob = cached(tokens / f"codec-train-{version}.pt")
         semantic = None  # [N, S] at 25 Hz
@@ -70,34 +135,11 @@ class CodeWindows:
             a = ds[by_id[cid]].audio
             audio.append((np.clip(a, -1, 1) * 32767).astype(np.int16))
         self.pools = [(blob["codes"].long(), semantic, audio)]  # (codes [N, K, F], ids [N, S] or None, audio)
-        self.hop = hop
 
     def add_voice(self, data: str, tokens: Path, codec: Codec, semantic, n_clips: int, progress: bool = True) -> None:
         """A second pool of windows: the voice-like renditions (hums, whistles, songs) of the first ``n_clips`` train
-        clips, with the codes of ``codec``'s frozen encoder (what a round trip gives) and their semantic ids, cached in
-        ``tokens/codec-voice-train-<version>.pt`` (made again when it holds other clips or other ids)."""
-        path = tokens / f"codec-voice-train-{codec.cfg.version}.pt"
-        sem_version = semantic.cfg.version if semantic is not None else ""
-        ds = CorpusDataset(data, "train", load_voice=True)
-        ids = ds.ids[:n_clips]
-        cache = torch.load(path, weights_only=False) if path.exists() else None
-        fresh = cache is None or cache["ids"] != ids or cache["semantic_version"] != sem_version
-        codes, sem, audio = [], [], []
-        for j in tqdm(range(len(ids)), desc="voice renditions", disable=not progress):
-            ex = ds[j]
-            v = np.pad(resample(ex.voice, ex.voice_rate, codec.sample_rate), (0, CLIP_SAMPLES))[:CLIP_SAMPLES]
-            audio.append((np.clip(v, -1, 1) * 32767).astype(np.int16))
-            if fresh:
-                with torch.inference_mode():
-                    x = torch.from_numpy(v.astype(np.float32))[None]
-                    codes.append(codec.encode(x)[0, :, :CLIP_SAMPLES // codec.cfg.hop].to(torch.int16))
-                    sem.append(semantic.encode(x)[0].to(torch.int16) if semantic is not None else torch.zeros(0))
-        if fresh:
-            cache = {"ids": ids, "codes": torch.stack(codes), "semantic": torch.stack(sem),
-                     "semantic_version": sem_version}
-            torch.save(cache, path.with_suffix(".tmp"))
-            os.replace(path.with_suffix(".tmp"), path)
-        self.pools.append((cache["codes"].long(), cache["semantic"].long() if semantic is not None else None, audio))
+        clips (``encoded_pool``)."""
+        self.pools.append(encoded_pool(data, tokens, codec, semantic, n_clips, voice=True, progress=progress))
 
     def batch(self, rng: np.random.Generator, size: int, frames: int, delay: int, cond_absent: int = 0,
               cond_dropout: float = 0.0, voice_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -158,8 +200,9 @@ def train(a: argparse.Namespace) -> dict:
         step, best, history, trained_s = ck["step"], ck["best"], ck["history"], ck["trained_s"]
         print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
 
+    pool = encoded_pool(a.data, Path(a.tokens), codec, semantic, a.mix_clips, voice=False) if a.mix_clips else None
     data = CodeWindows(a.data, Path(a.tokens), cfg.version, cfg.hop,
-                       semantic_version=semantic.cfg.version if semantic else None)
+                       semantic_version=semantic.cfg.version if semantic else None, pool=pool)
     valid = CorpusDataset(a.data, "valid", load_voice=a.voice_clips > 0)
     clips = [torch.from_numpy(valid[i].audio) for i in range(min(a.eval_clips, len(valid)))]
     voices = []
@@ -169,6 +212,8 @@ def train(a: argparse.Namespace) -> dict:
                   for i in range(min(a.eval_clips, len(valid)))]
     frames = a.context + int(round(a.seconds * cfg.sample_rate / cfg.hop))
     skip = a.context * cfg.hop
+    tracker = TrackerLoss(cfg.sample_rate, frames=a.tracker_frames) if a.tracker_weight else None
+    refs = {}  # validation clip -> its PESTO track, made once
 
     t_start = time.time()
     deadline = t_start + a.minutes * 60 if a.minutes else float("inf")
@@ -196,6 +241,9 @@ def train(a: argparse.Namespace) -> dict:
         if a.phase_weight:
             parts["phase"] = phase_loss(target[:, skip:], y[:, skip:], n_fft=4 * cfg.hop, hop=cfg.hop // 2)
             loss = loss + a.phase_weight * parts["phase"]
+        if tracker is not None:
+            parts["tracker"] = tracker(target[:, skip:], y[:, skip:], torch.Generator().manual_seed(a.seed * 7919 + step))
+            loss = loss + a.tracker_weight * parts["tracker"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dec.parameters(), 1.0)
@@ -203,7 +251,7 @@ def train(a: argparse.Namespace) -> dict:
         step += 1
         bar.update()
         bar.set_postfix(mel=f"{parts['mel']:.3f}", lin=f"{parts['lin']:.3f}", lr=f"{lr:.1e}",
-                        **({"phase": f"{parts['phase'].item():.3f}"} if "phase" in parts else {}))
+                        **{k: f"{parts[k].item():.3f}" for k in ("phase", "tracker") if k in parts})
         last = step >= a.steps or time.time() >= deadline
         if step % a.eval_every == 0 or last:
             trained_s += time.time() - t0
@@ -216,6 +264,12 @@ def train(a: argparse.Namespace) -> dict:
                 if voices:  # the renditions' pitch counts as much as the mixes'
                     m["voice_pitch_8"] = valid_pitch(codec, voices, semantic, a.pitch_low)
                     score += a.pitch_weight * m["voice_pitch_8"]
+            if tracker is not None:  # then the share of frames off pitch counts too, for the renditions as well
+                m["agree_8"] = valid_agreement(codec, clips, semantic, refs)
+                score += 1.0 - m["agree_8"]
+                if voices:
+                    m["voice_agree_8"] = valid_agreement(codec, voices, semantic, refs)
+                    score += 1.0 - m["voice_agree_8"]
             m.update(step=step, train_hours=round(trained_s / 3600, 3))
             history.append(m)
             tqdm.write(json.dumps(m))
@@ -261,6 +315,11 @@ def main(argv=None) -> int:
     ap.add_argument("--voice-clips", type=int, default=0,
                     help="also train on the voice-like renditions (hums, whistles, songs) of this many train clips")
     ap.add_argument("--voice-share", type=float, default=0.2, help="share of windows from those renditions")
+    ap.add_argument("--mix-clips", type=int, default=0,
+                    help="encode the first N train clips here instead of reading the tokenize cache")
+    ap.add_argument("--tracker-weight", type=float, default=0.0,
+                    help="weight of engine.train.tracker_loss (PESTO's pitch distribution, original vs decoded)")
+    ap.add_argument("--tracker-frames", type=int, default=128, help="confident frames the tracker loss scores per step")
     ap.add_argument("--init-decoder", action="store_true", help="start from --init's decoder instead of a new one")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-clips", type=int, default=16)
@@ -272,6 +331,9 @@ def main(argv=None) -> int:
         ap.error(f"--pitch-low must be a MIDI note within 24-96, got {a.pitch_low}")
     if a.voice_clips < 0 or not 0.0 <= a.voice_share <= 1.0:
         ap.error(f"--voice-clips must be >= 0 and --voice-share within 0-1, got {a.voice_clips} and {a.voice_share}")
+    if a.mix_clips < 0 or a.tracker_weight < 0 or a.tracker_frames < 1:
+        ap.error("--mix-clips and --tracker-weight must be >= 0 and --tracker-frames >= 1, got "
+                 f"{a.mix_clips}, {a.tracker_weight} and {a.tracker_frames}")
     if a.threads:
         torch.set_num_threads(a.threads)
     print(json.dumps(train(a)))
