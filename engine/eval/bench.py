@@ -5,7 +5,9 @@ differences: how a candidate model is judged before it replaces a shipped one), 
 from the prompt and window joins of long clips, ``engine.eval.longform``), ``textonly [--prompts N] [--seeds OFFSET ...]
 [--rows FILE] [--against FILE ...]`` (text-only prompt adherence on many prompts, paired: ``engine.eval.textonly``),
 ``probe [--train-clips N] [--kinds melody mix]`` (how much of the original's pitch each codec representation still
-carries: ``engine.eval.codec_probe``) and ``melody``.
+carries: ``engine.eval.codec_probe``), ``oracle [--clips N] [--steps S] [--kinds melody mix]`` (how much pitch the
+frozen quantizer and decoder can render when the codes are chosen by analysis by synthesis: ``engine.eval.codec_oracle``)
+and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
@@ -280,6 +282,13 @@ def main(argv=None) -> int:
     pr.add_argument("--steps", type=int, default=1000, help="training steps per probe")
     pr.add_argument("--model", type=Path, default=Path("assets/codec"))
     pr.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    o = sub.add_parser("oracle", help="how much pitch the frozen quantizer and decoder can render (analysis by synthesis)")
+    o.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    o.add_argument("--clips", type=int, default=10, help="test clips (every 5th of those codec scores)")
+    o.add_argument("--steps", type=int, default=100, help="gradient steps on each clip's latent")
+    o.add_argument("--kinds", nargs="+", choices=("melody", "mix"), default=["melody"])
+    o.add_argument("--model", type=Path, default=Path("assets/codec"))
+    o.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
     m.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     m.add_argument("--clips", type=int, default=100)
@@ -293,6 +302,19 @@ def main(argv=None) -> int:
             ap.error(f"probe: {e}")
         text = codec_probe.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()),
                                     a.steps)
+    elif a.what == "oracle":
+        from tqdm import tqdm
+
+        from . import codec_oracle
+        if a.clips < 1 or a.steps < 1:
+            ap.error(f"oracle: --clips and --steps must be >= 1, got {a.clips} and {a.steps}")
+        bar = tqdm(total=a.clips * len(a.kinds), desc="oracle clips")
+        try:
+            r = codec_oracle.run(a.corpus, a.clips, a.steps, a.kinds, a.model, progress=lambda *_: bar.update(1))
+        except (ValueError, FileNotFoundError) as e:
+            ap.error(f"oracle: {e}")
+        bar.close()
+        text = codec_oracle.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
     elif a.what == "melody":
         r = bench_melody(a.corpus, a.clips)
         text = markdown_melody(r)
