@@ -87,20 +87,16 @@ def encoded_pool(data: str, tokens: Path, codec: Codec, semantic, n_clips: int, 
     return cache["codes"].long(), cache["semantic"].long() if semantic is not None else None, audio
 
 
-def valid_agreement(codec: Codec, clips: list[torch.Tensor], semantic, refs: dict) -> float:
+def valid_agreement(codec: Codec, clips: list[torch.Tensor], refs: list, semantic) -> float:
     """``bench codec``'s pitch agreement (PESTO within half a semitone on the original's confident frames) of full
-    8-level round trips; ``refs`` caches the originals' tracks by clip identity."""
-    from ..eval.bench import _pitch, _pitch_agreement
+    8-level round trips; ``refs``: the originals' ``bench._pitch`` tracks."""
+    from ..eval.bench import _pitch_agreement
 
     codec.eval()
     tally = [0, 0]
-    sr = codec.cfg.sample_rate
-    for x in clips:
-        if id(x) not in refs:
-            refs[id(x)] = _pitch(x.numpy(), sr)
-        with torch.inference_mode():
-            y = codec.reconstruct(x[None], semantic=semantic)[0, :x.shape[-1]].numpy()
-        _pitch_agreement(tally, refs[id(x)], y, sr)
+    for x, ref in zip(clips, refs, strict=True):
+        y = codec.reconstruct(x[None], semantic=semantic)[0, :x.shape[-1]].numpy()
+        _pitch_agreement(tally, ref, y, codec.cfg.sample_rate)
     codec.train()
     return round(tally[0] / max(1, tally[1]), 4)
 
@@ -142,16 +138,20 @@ class CodeWindows:
         self.pools.append(encoded_pool(data, tokens, codec, semantic, n_clips, voice=True, progress=progress))
 
     def batch(self, rng: np.random.Generator, size: int, frames: int, delay: int, cond_absent: int = 0,
-              cond_dropout: float = 0.0, voice_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+              cond_dropout: float = 0.0, voice_share: float = 0.0, with_source: bool = False) -> tuple:
         """-> codes [B, K, frames], the delayed audio, and (with semantic ids) one id per frame [B, frames],
         all 'absent' (``cond_absent``) in a ``cond_dropout`` share of the windows; a ``voice_share`` of the windows
-        come from the voice renditions (``add_voice``)."""
+        come from the voice renditions (``add_voice``). ``with_source``: also the audio the codes were encoded from
+        (the same window undelayed), for training an encoder, and which windows are renditions [B] bool."""
         K = self.pools[0][0].shape[1]
         codes = torch.empty(size, K, frames, dtype=torch.long)
         cond = None if self.pools[0][1] is None else torch.full((size, frames), cond_absent, dtype=torch.long)
         audio = np.zeros((size, frames * self.hop), dtype=np.float32)
+        source = np.zeros_like(audio) if with_source else None
+        from_voice = np.zeros(size, dtype=bool)
         for b in range(size):
-            pool = self.pools[1] if len(self.pools) > 1 and rng.random() < voice_share else self.pools[0]
+            from_voice[b] = len(self.pools) > 1 and rng.random() < voice_share
+            pool = self.pools[1] if from_voice[b] else self.pools[0]
             all_codes, all_sem, all_audio = pool
             n, _, F = all_codes.shape
             i, s = int(rng.integers(n)), int(rng.integers(0, F - frames + 1))
@@ -161,6 +161,10 @@ class CodeWindows:
             lo = s * self.hop - delay  # output sample 0 of this window shows input sample lo
             a = all_audio[i][max(0, lo): lo + frames * self.hop].astype(np.float32) / 32767
             audio[b, max(0, -lo): max(0, -lo) + len(a)] = a
+            if source is not None:
+                source[b] = all_audio[i][s * self.hop: (s + frames) * self.hop].astype(np.float32) / 32767
+        if source is not None:
+            return codes, torch.from_numpy(audio), cond, torch.from_numpy(source), torch.from_numpy(from_voice)
         return codes, torch.from_numpy(audio), cond
 
 
@@ -210,10 +214,14 @@ def train(a: argparse.Namespace) -> dict:
         data.add_voice(a.data, Path(a.tokens), codec, semantic, a.voice_clips)
         voices = [torch.from_numpy(resample(valid[i].voice, valid[i].voice_rate, cfg.sample_rate).astype(np.float32))
                   for i in range(min(a.eval_clips, len(valid)))]
-    frames = a.context + int(round(a.seconds * cfg.sample_rate / cfg.hop))
+    frames = a.context + round(a.seconds * cfg.sample_rate / cfg.hop)
     skip = a.context * cfg.hop
-    tracker = TrackerLoss(cfg.sample_rate, frames=a.tracker_frames) if a.tracker_weight else None
-    refs = {}  # validation clip -> its PESTO track, made once
+    tracker, refs = None, {}
+    if a.tracker_weight:  # and the validation originals' PESTO tracks, made once
+        from ..eval.bench import _pitch
+        tracker = TrackerLoss(cfg.sample_rate, frames=a.tracker_frames)
+        refs = {name: [_pitch(x.numpy(), cfg.sample_rate) for x in group]
+                for name, group in (("clips", clips), ("voices", voices))}
 
     t_start = time.time()
     deadline = t_start + a.minutes * 60 if a.minutes else float("inf")
@@ -265,10 +273,10 @@ def train(a: argparse.Namespace) -> dict:
                     m["voice_pitch_8"] = valid_pitch(codec, voices, semantic, a.pitch_low)
                     score += a.pitch_weight * m["voice_pitch_8"]
             if tracker is not None:  # then the share of frames off pitch counts too, for the renditions as well
-                m["agree_8"] = valid_agreement(codec, clips, semantic, refs)
+                m["agree_8"] = valid_agreement(codec, clips, refs["clips"], semantic)
                 score += 1.0 - m["agree_8"]
                 if voices:
-                    m["voice_agree_8"] = valid_agreement(codec, voices, semantic, refs)
+                    m["voice_agree_8"] = valid_agreement(codec, voices, refs["voices"], semantic)
                     score += 1.0 - m["voice_agree_8"]
             m.update(step=step, train_hours=round(trained_s / 3600, 3))
             history.append(m)
