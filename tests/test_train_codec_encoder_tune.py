@@ -44,7 +44,7 @@ def test_encoder_tuning_changes_only_the_encoder_and_resumes(tiny_corpus, tmp_pa
     assert torch.load(out / "last.pt", weights_only=False)["step"] == 6
 
 
-def test_ship_takes_only_a_better_encoder_for_the_same_decoder(tiny_corpus, tmp_path):
+def test_ship_takes_only_a_better_encoder_for_the_same_decoder(tiny_corpus, tmp_path, capsys, monkeypatch):
     save_tiny_codec(tmp_path / "init")
     out = tmp_path / "run"
     assert codec_encoder_tune.main(["--data", str(tiny_corpus), "--tokens", str(tmp_path / "tokens"), "--init",
@@ -69,6 +69,10 @@ def test_ship_takes_only_a_better_encoder_for_the_same_decoder(tiny_corpus, tmp_
         next(other.decoder.parameters()).add_(1.0)
     other.save(tmp_path / "other")
     assert codec_encoder_tune.main(["--ship", str(best), "--assets", str(tmp_path / "other")]) == 1
+    capsys.readouterr()
+    assert codec_encoder_tune.main(["--ship", str(best), "--assets", str(assets)]) == 1  # the random tiny codec hisses
+    assert "digital silence" in capsys.readouterr().out
+    monkeypatch.setattr(codec_encoder_tune, "SILENCE_RMS", float("inf"))
     assert codec_encoder_tune.main(["--ship", str(best), "--assets", str(assets)]) == 0
     shipped, tuned = Codec.load(assets), Codec.load(best)
     assert all(torch.equal(v, tuned.state_dict()[k]) for k, v in shipped.state_dict().items())

@@ -6,7 +6,8 @@ the codes keep their meaning: every stage trained on them still decodes to the s
 no encoder, is unchanged. Only which codes a round trip picks changes. Each step encodes windows of train audio
 (mixes, and with ``--voice-clips`` a ``--voice-share`` of the voice-like renditions), quantizes them with the
 straight-through estimator, decodes them with the clips' semantic ids, and scores the decoded audio against the input
-delayed by the decoder's delay with the decoder trainer's terms (``codec_loss``, ``--pitch-weight`` x ``pitch_loss``,
+delayed by the decoder's delay (both at a random level, -10..+5 dB, and a ``--silence-share`` of them silent) with
+the decoder trainer's terms (``codec_loss``, ``--pitch-weight`` x ``pitch_loss``,
 ``--tracker-weight`` x PESTO's ``TrackerLoss``, on every window or with ``--tracker-on voice`` on the renditions
 only) plus ``--commit-weight`` x the quantizer's commitment loss. The first
 ``--context`` frames of a window warm the encoder's and decoder's causal state up and are not scored. A
@@ -43,6 +44,8 @@ from .codec import codec_loss, evaluate, pitch_loss
 from .codec_decoder import CodeWindows, encoded_pool, valid_agreement
 from .publish import save_best
 from .tracker_loss import TrackerLoss
+
+SILENCE_RMS = 1e-3  # what a round trip of digital silence may return (the shipped codec: 5.4e-4)
 
 
 def score(m: dict) -> float:
@@ -134,6 +137,11 @@ def train(a: argparse.Namespace) -> dict:
         rng = np.random.default_rng([a.seed, step])
         _, target, cond, source, from_voice = data.batch(rng, a.batch, frames, delay, cfg.decoder_cond,
                                              voice_share=a.voice_share if voices else 0.0, with_source=True)
+        # the same level change on input and target (-10..+5 dB), and a --silence-share of digital silence: without
+        # them the session-42 run's encoder turned a silent lead-in into -50 dBFS hiss (the shipped one: -65)
+        gain = 10 ** rng.uniform(-0.5, 0.25, a.batch) * (rng.random(a.batch) >= a.silence_share)
+        gain = torch.from_numpy(gain.astype(np.float32))[:, None]
+        source, target = source * gain, target * gain
         z = enc(source[:, None])
         n_low = round(a.batch * a.level_dropout)  # the first n_low windows decode with fewer levels
         parts_q = [quantize(codec, z[n_low:], cfg.n_q)]
@@ -187,7 +195,8 @@ def train(a: argparse.Namespace) -> dict:
 
 def ship(best_dir: Path, assets: Path) -> bool:
     """Copy a tuned codec into ``assets`` if it beats the codec it was tuned from on its validation clips (mel_8
-    no worse, score lower) and the codec there still has the quantizer and decoder it was tuned against."""
+    no worse, score lower), keeps digital silence silent, and the codec there still has the quantizer and decoder it
+    was tuned against."""
     m = json.loads((best_dir / "metrics.json").read_text())
     init = m["init"]
     if m["score"] >= init["score"] or m["mel_8"] > init["mel_8"]:
@@ -195,6 +204,10 @@ def ship(best_dir: Path, assets: Path) -> bool:
               f"{init['score']:.4f} ({init['mel_8']:.4f})")
         return False
     new = Codec.load(best_dir)
+    hiss = float(new.reconstruct(torch.zeros(1, 2 * new.sample_rate)).pow(2).mean().sqrt())
+    if hiss >= SILENCE_RMS:
+        print(f"not shipped: digital silence comes back at rms {hiss:.1e} (limit {SILENCE_RMS:.0e}, -60 dBFS)")
+        return False
     if (assets / "codec.safetensors").exists():
         old = Codec.load(assets).state_dict()
         if any(k not in old or not torch.equal(old[k], v) for k, v in new.state_dict().items()
@@ -233,6 +246,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mix-clips", type=int, default=800, help="train clips whose mixes are windowed")
     ap.add_argument("--voice-clips", type=int, default=800, help="train clips whose voice renditions are windowed")
     ap.add_argument("--voice-share", type=float, default=0.3, help="share of windows from those renditions")
+    ap.add_argument("--silence-share", type=float, default=0.05, help="share of windows made digital silence")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-clips", type=int, default=16)
     ap.add_argument("--ckpt-every", type=int, default=50)
@@ -243,9 +257,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.ship:
         return 0 if ship(a.ship, a.assets) else 1
-    if a.mix_clips < 1 or a.voice_clips < 0 or not 0.0 <= a.voice_share <= 1.0 or not 0.0 <= a.level_dropout < 1.0:
-        ap.error("--mix-clips must be >= 1, --voice-clips >= 0, --voice-share within 0-1 and --level-dropout "
-                 f"within 0-1, got {a.mix_clips}, {a.voice_clips}, {a.voice_share}, {a.level_dropout}")
+    if a.mix_clips < 1 or a.voice_clips < 0 or not 0.0 <= a.voice_share <= 1.0 or not 0.0 <= a.level_dropout < 1.0 \
+            or not 0.0 <= a.silence_share < 1.0:
+        ap.error("--mix-clips must be >= 1, --voice-clips >= 0, --voice-share within 0-1 and --level-dropout and "
+                 f"--silence-share within 0-1, got {a.mix_clips}, {a.voice_clips}, {a.voice_share}, {a.level_dropout}, "
+                 f"{a.silence_share}")
     if a.threads:
         torch.set_num_threads(a.threads)
     print(json.dumps(train(a)))
