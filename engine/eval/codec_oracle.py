@@ -10,8 +10,9 @@ could reach with this quantizer and decoder (it fits each clip alone), and a low
 render. Reading it: if the oracle's agreement is near 95%, the codes that render the pitch exist and the encoder is
 the lever (``engine.train.codec_encoder_tune``); if it stays low, the decoder or the codebooks are.
 
-Measured on the shipped codec (session 42, 10 test melodies, 100 steps): agreement 67.0% -> 93.8% of 3,136 frames,
-with 89-94% of the codes changed (assets/MODEL_CARD.md).
+Measured on the shipped codec (session 42, assets/MODEL_CARD.md, 100 steps): 10 test melodies 67.0% -> 93.8% of
+3,136 frames, 83-95% of the codes changed (the same procedure in a session script, before it became this module);
+5 test mixes with this module 60.4% -> 86.3%, mel distance 0.435 -> 0.358.
 """
 from __future__ import annotations
 

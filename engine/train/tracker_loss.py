@@ -19,8 +19,8 @@ scores far below the tone against the same tone a semitone up.
 
 Measured in use (session 41, assets/MODEL_CARD.md): fine-tuning the shipped decoder on mixes with weight 3 lowered
 the validation clips' PESTO agreement (53.3% -> 51.7% after 600 steps); with weight 1 beside voice windows the lone
-melodies' agreement rose (as voice windows alone had raised it in session 31), and generation followed the hum less. Not yet a
-loss that pays; kept for the next try (e.g. on the encoder, or scored on the argmax rather than the distribution).
+melodies' agreement rose (as voice windows alone had raised it in session 31), and generation followed the hum less.
+On the decoder, not a loss that pays; session 42 uses it on the encoder (``engine.train.codec_encoder_tune``).
 """
 from __future__ import annotations
 
