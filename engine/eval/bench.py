@@ -6,8 +6,9 @@ from the prompt and window joins of long clips, ``engine.eval.longform``), ``tex
 [--rows FILE] [--against FILE ...]`` (text-only prompt adherence on many prompts, paired: ``engine.eval.textonly``),
 ``probe [--train-clips N] [--kinds melody mix]`` (how much of the original's pitch each codec representation still
 carries: ``engine.eval.codec_probe``), ``oracle [--clips N] [--steps S] [--kinds melody mix]`` (how much pitch the
-frozen quantizer and decoder can render when the codes are chosen by analysis by synthesis: ``engine.eval.codec_oracle``)
-and ``melody``.
+frozen quantizer and decoder can render when the codes are chosen by analysis by synthesis: ``engine.eval.codec_oracle``),
+``codecpair --b DIR [--a DIR] [--rows FILE]`` (``codec``'s quality measures for two codecs on the same clips, paired:
+``engine.eval.codec_pair``) and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
@@ -289,6 +290,15 @@ def main(argv=None) -> int:
     o.add_argument("--kinds", nargs="+", choices=("melody", "mix"), default=["melody"])
     o.add_argument("--model", type=Path, default=Path("assets/codec"))
     o.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    cp = sub.add_parser("codecpair", help="two codecs' round trips on the same test clips, paired")
+    cp.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    cp.add_argument("--clips", type=int, default=50)
+    cp.add_argument("--a", type=Path, default=Path("assets/codec"), help="the reference codec")
+    cp.add_argument("--b", type=Path, required=True, help="the candidate codec")
+    cp.add_argument("--semantic", type=Path, default=Path("assets/semantic"),
+                    help="the semantic tokenizer a decoder reads (if it reads one)")
+    cp.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
+    cp.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
     m.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     m.add_argument("--clips", type=int, default=100)
@@ -315,6 +325,23 @@ def main(argv=None) -> int:
             ap.error(f"oracle: {e}")
         bar.close()
         text = codec_oracle.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+    elif a.what == "codecpair":
+        from tqdm import tqdm
+
+        from . import codec_pair
+        if a.clips < 1:
+            ap.error(f"codecpair: --clips must be >= 1, got {a.clips}")
+        bar = tqdm(total=a.clips, desc="clips")
+        try:
+            full = codec_pair.run(a.corpus, a.clips, a.a, a.b, a.semantic, progress=lambda n, total: bar.update(1))
+        except (ValueError, FileNotFoundError) as e:
+            ap.error(f"codecpair: {e}")
+        bar.close()
+        if a.rows:
+            a.rows.write_text(json.dumps(full, indent=1))
+        r = full["summary"]
+        text = codec_pair.markdown(full, a.a, a.b, f"{platform.machine()}, {torch.get_num_threads()} threads",
+                                   str(date.today()))
     elif a.what == "melody":
         r = bench_melody(a.corpus, a.clips)
         text = markdown_melody(r)
