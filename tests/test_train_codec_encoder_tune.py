@@ -85,3 +85,9 @@ def test_a_conditioned_codec_needs_its_tokenizer(tiny_corpus, tmp_path):
     with pytest.raises(SystemExit, match="--semantic"):
         codec_encoder_tune.main(["--data", str(tiny_corpus), "--init", str(tmp_path / "cond"), "--out",
                                  str(tmp_path / "run"), *ARGS, "--steps", "1"])
+
+
+def test_a_reversed_level_range_is_refused_with_a_readable_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        codec_encoder_tune.main(["--out", str(tmp_path / "run"), "--level-db", "5", "-10"])
+    assert e.value.code == 2 and "--level-db LOW <= HIGH" in capsys.readouterr().err

@@ -6,7 +6,8 @@ the codes keep their meaning: every stage trained on them still decodes to the s
 no encoder, is unchanged. Only which codes a round trip picks changes. Each step encodes windows of train audio
 (mixes, and with ``--voice-clips`` a ``--voice-share`` of the voice-like renditions), quantizes them with the
 straight-through estimator, decodes them with the clips' semantic ids, and scores the decoded audio against the input
-delayed by the decoder's delay (both at a random level, -10..+5 dB, and a ``--silence-share`` of them silent) with
+delayed by the decoder's delay (both at a random level within ``--level-db``, -10..+5 dB by default, and a
+``--silence-share`` of them silent) with
 the decoder trainer's terms (``codec_loss``, ``--pitch-weight`` x ``pitch_loss``,
 ``--tracker-weight`` x PESTO's ``TrackerLoss``, on every window or with ``--tracker-on voice`` on the renditions
 only) plus ``--commit-weight`` x the quantizer's commitment loss. The first
@@ -137,9 +138,9 @@ def train(a: argparse.Namespace) -> dict:
         rng = np.random.default_rng([a.seed, step])
         _, target, cond, source, from_voice = data.batch(rng, a.batch, frames, delay, cfg.decoder_cond,
                                              voice_share=a.voice_share if voices else 0.0, with_source=True)
-        # the same level change on input and target (-10..+5 dB), and a --silence-share of digital silence: without
+        # the same level change on input and target (--level-db), and a --silence-share of digital silence: without
         # them the session-42 run's encoder turned a silent lead-in into -50 dBFS hiss (the shipped one: -65)
-        gain = 10 ** rng.uniform(-0.5, 0.25, a.batch) * (rng.random(a.batch) >= a.silence_share)
+        gain = 10 ** (rng.uniform(*a.level_db, a.batch) / 20) * (rng.random(a.batch) >= a.silence_share)
         gain = torch.from_numpy(gain.astype(np.float32))[:, None]
         source, target = source * gain, target * gain
         z = enc(source[:, None])
@@ -247,6 +248,8 @@ def main(argv=None) -> int:
     ap.add_argument("--voice-clips", type=int, default=800, help="train clips whose voice renditions are windowed")
     ap.add_argument("--voice-share", type=float, default=0.3, help="share of windows from those renditions")
     ap.add_argument("--silence-share", type=float, default=0.05, help="share of windows made digital silence")
+    ap.add_argument("--level-db", type=float, nargs=2, default=(-10.0, 5.0), metavar=("LOW", "HIGH"),
+                    help="range of the random level change of each window, in dB (0 0: none)")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-clips", type=int, default=16)
     ap.add_argument("--ckpt-every", type=int, default=50)
@@ -258,10 +261,10 @@ def main(argv=None) -> int:
     if a.ship:
         return 0 if ship(a.ship, a.assets) else 1
     if a.mix_clips < 1 or a.voice_clips < 0 or not 0.0 <= a.voice_share <= 1.0 or not 0.0 <= a.level_dropout < 1.0 \
-            or not 0.0 <= a.silence_share < 1.0:
-        ap.error("--mix-clips must be >= 1, --voice-clips >= 0, --voice-share within 0-1 and --level-dropout and "
-                 f"--silence-share within 0-1, got {a.mix_clips}, {a.voice_clips}, {a.voice_share}, {a.level_dropout}, "
-                 f"{a.silence_share}")
+            or not 0.0 <= a.silence_share < 1.0 or a.level_db[0] > a.level_db[1]:
+        ap.error("--mix-clips must be >= 1, --voice-clips >= 0, --voice-share within 0-1, --level-dropout and "
+                 "--silence-share within 0-1 and --level-db LOW <= HIGH, got "
+                 f"{a.mix_clips}, {a.voice_clips}, {a.voice_share}, {a.level_dropout}, {a.silence_share}, {a.level_db}")
     if a.threads:
         torch.set_num_threads(a.threads)
     print(json.dumps(train(a)))
