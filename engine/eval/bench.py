@@ -229,6 +229,14 @@ def markdown(r: dict, model_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _paired_report(full: dict, markdown_fn, a: argparse.Namespace) -> tuple[dict, str]:
+    """A paired A/B run (``compare``, ``codecpair``) -> (summary, markdown table); its rows go to ``--rows``."""
+    if a.rows:
+        a.rows.write_text(json.dumps(full, indent=1))
+    return full["summary"], markdown_fn(full, a.a, a.b, f"{platform.machine()}, {torch.get_num_threads()} threads",
+                                        str(date.today()))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m engine.eval.bench")
     sub = ap.add_subparsers(dest="what", required=True)
@@ -337,11 +345,7 @@ def main(argv=None) -> int:
         except (ValueError, FileNotFoundError) as e:
             ap.error(f"codecpair: {e}")
         bar.close()
-        if a.rows:
-            a.rows.write_text(json.dumps(full, indent=1))
-        r = full["summary"]
-        text = codec_pair.markdown(full, a.a, a.b, f"{platform.machine()}, {torch.get_num_threads()} threads",
-                                   str(date.today()))
+        r, text = _paired_report(full, codec_pair.markdown, a)
     elif a.what == "melody":
         r = bench_melody(a.corpus, a.clips)
         text = markdown_melody(r)
@@ -353,11 +357,7 @@ def main(argv=None) -> int:
         full = generation.compare_assets(a.corpus, a.clips, a.a, a.b, a.seconds,
                                          progress=lambda n, total: bar.update(1))
         bar.close()
-        if a.rows:
-            a.rows.write_text(json.dumps(full, indent=1))
-        r = full["summary"]
-        text = generation.markdown_compare(full, a.a, a.b, f"{platform.machine()}, {torch.get_num_threads()} threads",
-                                           str(date.today()))
+        r, text = _paired_report(full, generation.markdown_compare, a)
     elif a.what == "textonly":
         from tqdm import tqdm
 

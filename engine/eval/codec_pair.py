@@ -128,8 +128,8 @@ def markdown(r: dict, a_dir, b_dir, machine: str, day: str) -> str:
     names = {"mel_8": "mel distance, 4 kbps", "mel_4": "mel distance, 2 kbps", "agree_mix": "PESTO agreement, mix",
              "agree_melody": "PESTO agreement, melody alone"}
     lines = [f"### Codec pair: A `{a_dir}` against B `{b_dir}`, {day}, {machine}", "",
-             f"{s['clips']} test clips (`bench codec`'s), paired per clip; agreement per clip (pooled over frames in "
-             "brackets).", "",
+             (f"{s['clips']} test clips (`bench codec`'s), paired per clip; agreement per clip (pooled over frames in "
+              "brackets)."), "",
              "| measure | A | B | B - A, clip mean ± s.e. | median clip |", "| --- | --- | --- | --- | --- |"]
     for m in MEASURES:
         if m not in s:
