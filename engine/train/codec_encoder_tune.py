@@ -6,8 +6,8 @@ the codes keep their meaning: every stage trained on them still decodes to the s
 no encoder, is unchanged. Only which codes a round trip picks changes. Each step encodes windows of train audio
 (mixes, and with ``--voice-clips`` a ``--voice-share`` of the voice-like renditions), quantizes them with the
 straight-through estimator, decodes them with the clips' semantic ids, and scores the decoded audio against the input
-delayed by the decoder's delay (both at a random level within ``--level-db``, -10..+5 dB by default, and a
-``--silence-share`` of them silent) with
+delayed by the decoder's delay (both at a random level within ``--level-db``, none by default, and a ``--silence-share``
+of them silent) with
 the decoder trainer's terms (``codec_loss``, ``--pitch-weight`` x ``pitch_loss``,
 ``--tracker-weight`` x PESTO's ``TrackerLoss``, on every window or with ``--tracker-on voice`` on the renditions
 only) plus ``--commit-weight`` x the quantizer's commitment loss. The first
@@ -16,7 +16,12 @@ only) plus ``--commit-weight`` x the quantizer's commitment loss. The first
 
 Why (session 42, ``python -m engine.eval.bench oracle``, assets/MODEL_CARD.md): choosing each test melody's codes
 by gradient descent through the frozen quantizer and decoder raised PESTO agreement from 67.0% to 93.8% (10 clips):
-the frozen decoder and codebooks can render the pitch; the encoder does not pick the codes that do.
+the frozen decoder and codebooks can render the pitch; the encoder does not pick the codes that do. Session 49:
+the silent windows keep digital silence silent (rms 4.7e-4, shipped 5.4e-4); a -10..+5 dB level change on top cost
+validation mel_8 0.0044 on average over ten evaluations and left the pitch gain about the same (test, melody
+alone: +11.7 points with it, +10.7 without), so it is off by default.
+Tuned this way, melody-alone agreement on the test split rises about 11 points (66 -> 77-78%) for about 0.012 of mel
+distance, and no run so far has met ``--ship``'s mel test.
 
 Every ``--eval-every`` steps, on validation clips: the project's mel distance of full round trips at 8 and 4 levels
 and ``bench codec``'s pitch agreement of the mixes and (with ``--voice-clips``) of the renditions; the best by
@@ -248,7 +253,7 @@ def main(argv=None) -> int:
     ap.add_argument("--voice-clips", type=int, default=800, help="train clips whose voice renditions are windowed")
     ap.add_argument("--voice-share", type=float, default=0.3, help="share of windows from those renditions")
     ap.add_argument("--silence-share", type=float, default=0.05, help="share of windows made digital silence")
-    ap.add_argument("--level-db", type=float, nargs=2, default=(-10.0, 5.0), metavar=("LOW", "HIGH"),
+    ap.add_argument("--level-db", type=float, nargs=2, default=(0.0, 0.0), metavar=("LOW", "HIGH"),
                     help="range of the random level change of each window, in dB (0 0: none)")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-clips", type=int, default=16)
