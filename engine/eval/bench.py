@@ -89,6 +89,7 @@ OPUS_KBPS = (6, 12, 24)
 def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | None) -> dict:
     from ..codec import Codec
     from ..data.dataset import CorpusDataset
+    from .codec_pair import clip_row
 
     torch.set_num_threads(2)
     codec = Codec.load(model_dir)
@@ -113,20 +114,19 @@ def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | No
             y = opus_roundtrip(x, sr, k)
             dist[f"opus_{k}kbps"].append(float(mel_distance(xt, torch.from_numpy(y))))
             _pitch_agreement(pitch[f"opus_{k}kbps"]["mix"], ref, y, sr)
-        codes = codec.encode(xt[None])
-        codes_all.append(codes[0])
-        y8 = codec.reconstruct(xt[None], semantic=semantic)[0]  # aligned: the decoder's fixed delay removed
-        y4 = codec.reconstruct(xt[None], n_q=4, semantic=semantic)[0]
-        dist["cantus_4kbps"].append(float(mel_distance(xt, y8)))
-        dist["cantus_2kbps"].append(float(mel_distance(xt, y4)))
-        _pitch_agreement(pitch["cantus"]["mix"], ref, y8.numpy(), sr)
+        codes_all.append(codec.encode(xt[None])[0])
+        v = ref_v = None
         if ex.voice is not None:
             v = resample(ex.voice, ex.voice_rate, sr).astype(np.float32)
             ref_v = _pitch(v, sr)
-            rec = codec.reconstruct(torch.from_numpy(v)[None], semantic=semantic)[0].numpy()
-            _pitch_agreement(pitch["cantus"]["melody"], ref_v, rec, sr)
             for k in OPUS_KBPS:
                 _pitch_agreement(pitch[f"opus_{k}kbps"]["melody"], ref_v, opus_roundtrip(v, sr, k), sr)
+        row = clip_row(codec, semantic, xt, ref, None if v is None else torch.from_numpy(v), ref_v)
+        dist["cantus_4kbps"].append(row["mel_8"])
+        dist["cantus_2kbps"].append(row["mel_4"])
+        for part, key in (("mix", "agree_mix"), ("melody", "agree_melody")):
+            for j, n in enumerate(row.get(key, (0, 0))):
+                pitch["cantus"][part][j] += n
     codes_all = torch.cat(codes_all, -1)  # [K, T]
     usage, perplexity = [], []
     for k in range(codes_all.shape[0]):

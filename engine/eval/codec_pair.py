@@ -29,28 +29,25 @@ def _codec(model_dir: Path):
     return codec
 
 
-def clip_row(codec, semantic, ex, ref_mix, ref_voice) -> dict:
-    """One clip through one codec -> mel distances and (agreeing, confident) frame tallies."""
-    from ..audio import resample
+def clip_row(codec, semantic, x: torch.Tensor, ref_mix, voice: torch.Tensor | None = None, ref_voice=None) -> dict:
+    """One clip through one codec, as ``bench codec`` scores it: ``x`` [N] the mix, ``voice`` [N'] its rendition at
+    the codec's rate (or None); ``ref_*`` the originals' ``bench._pitch`` tracks -> mel distances at 8 and 4 levels
+    and (agreeing, confident) frame tallies of the mix's and the rendition's 8-level round trips."""
     from .bench import _pitch_agreement
     from .metrics import mel_distance
 
     sr = codec.sample_rate
     sem = semantic if codec.conditioned else None
-    x = torch.from_numpy(ex.audio)
-    row = {}
     with torch.no_grad():
-        y8 = codec.reconstruct(x[None], semantic=sem)[0]
-        row["mel_8"] = float(mel_distance(x, y8))
-        row["mel_4"] = float(mel_distance(x, codec.reconstruct(x[None], n_q=4, semantic=sem)[0]))
-        tally = [0, 0]
-        _pitch_agreement(tally, ref_mix, y8.numpy(), sr)
-        row["agree_mix"] = tally
-        if ref_voice is not None:
-            v = torch.from_numpy(resample(ex.voice, ex.voice_rate, sr).astype(np.float32))
-            tally = [0, 0]
-            _pitch_agreement(tally, ref_voice, codec.reconstruct(v[None], semantic=sem)[0].numpy(), sr)
-            row["agree_melody"] = tally
+        y8 = codec.reconstruct(x[None], semantic=sem)[0]  # aligned: the decoder's fixed delay removed
+        row = {"mel_8": float(mel_distance(x, y8)),
+               "mel_4": float(mel_distance(x, codec.reconstruct(x[None], n_q=4, semantic=sem)[0])),
+               "agree_mix": [0, 0]}
+        _pitch_agreement(row["agree_mix"], ref_mix, y8.numpy(), sr)
+        if voice is not None:
+            row["agree_melody"] = [0, 0]
+            _pitch_agreement(row["agree_melody"], ref_voice, codec.reconstruct(voice[None], semantic=sem)[0].numpy(),
+                             sr)
     return row
 
 
@@ -89,6 +86,7 @@ def summary(rows: list[dict]) -> dict:
 
 
 def run(corpus: Path, n_clips: int, a_dir: Path, b_dir: Path, semantic_dir: Path | None, progress=None) -> dict:
+    from ..audio import resample
     from ..data.dataset import CorpusDataset
     from .bench import _pitch
 
@@ -109,13 +107,13 @@ def run(corpus: Path, n_clips: int, a_dir: Path, b_dir: Path, semantic_dir: Path
     rows = []
     for i in idx:
         ex = ds[int(i)]
-        ref_mix = _pitch(ex.audio, sr)
-        ref_voice = None
+        x, ref_mix = torch.from_numpy(ex.audio), _pitch(ex.audio, sr)
+        voice = ref_voice = None
         if ex.voice is not None:
-            from ..audio import resample
-            ref_voice = _pitch(resample(ex.voice, ex.voice_rate, sr).astype(np.float32), sr)
+            v = resample(ex.voice, ex.voice_rate, sr).astype(np.float32)
+            voice, ref_voice = torch.from_numpy(v), _pitch(v, sr)
         rows.append({"clip": ex.id,
-                     **{s: clip_row(c, semantic, ex, ref_mix, ref_voice) for s, c in codecs.items()}})
+                     **{s: clip_row(c, semantic, x, ref_mix, voice, ref_voice) for s, c in codecs.items()}})
         if progress:
             progress(len(rows), len(idx))
     out = summary(rows)
