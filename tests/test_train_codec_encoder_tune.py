@@ -18,11 +18,12 @@ ARGS = ["--batch", "2", "--seconds", "0.2", "--context", "2", "--eval-every", "3
         "--final-lr", "1e-2", "--warmup", "1"]
 
 
-def test_encoder_tuning_changes_only_the_encoder_and_resumes(tiny_corpus, tmp_path, capsys):
+@pytest.mark.parametrize("spectral", [0, 12], ids=["encoder", "encoder+logfreq"])
+def test_encoder_tuning_changes_only_the_encoder_and_resumes(tiny_corpus, tmp_path, capsys, spectral):
     old = save_tiny_codec(tmp_path / "init")
     out = tmp_path / "run"
     common = ["--data", str(tiny_corpus), "--tokens", str(tmp_path / "tokens"), "--init", str(tmp_path / "init"),
-              "--out", str(out), *ARGS]
+              "--out", str(out), "--spectral", str(spectral), *ARGS]
     assert codec_encoder_tune.main([*common, "--steps", "4"]) == 0
     ck = torch.load(out / "last.pt", weights_only=False)
     assert ck["step"] == 4 and len(ck["history"]) == 2  # evaluated at step 3 and at the end
@@ -30,6 +31,9 @@ def test_encoder_tuning_changes_only_the_encoder_and_resumes(tiny_corpus, tmp_pa
 
     new = Codec.load(out / "best")
     assert new.cfg.encoder_version.startswith(f"{old.cfg.encoder_version}+tune-s")
+    assert new.cfg.encoder_spectral == spectral
+    if spectral:  # the added front end trained away from its zero start
+        assert new.encoder.spectral.out.weight.abs().max() > 0
     old_sd, new_sd = old.state_dict(), new.state_dict()
     assert all(torch.equal(v, old_sd[k]) for k, v in new_sd.items() if not k.startswith("encoder."))
     assert any(not torch.equal(v, old_sd[k]) for k, v in new_sd.items() if k.startswith("encoder."))

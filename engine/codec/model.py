@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .conv import CausalConv1d, CausalConvTranspose1d, ResUnit
+from .logfreq import LogFreqFront
 from .quantizer import QuantizedResult, ResidualVQ
 
 WEIGHTS = "codec.safetensors"
@@ -39,6 +40,7 @@ class CodecConfig:
     encoder_patch: int = 1  # > 1: a learned front end at sample_rate / patch replaces the leading encoder stages ...
     encoder_patch_channels: int = 64  # ... (whose strides multiply to patch), this wide; see Encoder
     encoder_version: str = ""  # set when the encoder is distilled (its codes approximate the version's)
+    encoder_spectral: int = 0  # > 0: semitone bins of a causal log-frequency spectrum added to the encoder's frames
     quantizer_dropout: float = 0.5
     version: str = "0"  # names the token space: stages trained on these codes check it
     decoder: str = "conv"  # "conv": mirrored transposed convolutions; "istft": engine.codec.istft (frame rate)
@@ -101,7 +103,10 @@ class Encoder(nn.Module):
     units, ELU and a 1x1 convolution to the width the next stage expects. The full stack spends most of its time in
     its first stages (many samples, few channels; ELU alone was 27% of the ONNX encoder); the patch front end is
     distilled from a trained full encoder (``engine.train.codec_encoder``) and keeps every later layer, so its codes
-    live in the same token space."""
+    live in the same token space.
+
+    With ``cfg.encoder_spectral = n > 0``, ``engine.codec.logfreq.LogFreqFront`` (n semitone bins) is added to the
+    frame-rate features before the LSTM: the pitch resolution the sample-domain stages lack."""
 
     def __init__(self, cfg: CodecConfig):
         super().__init__()
@@ -120,11 +125,14 @@ class Encoder(nn.Module):
             layers += [nn.ELU(), CausalConv1d(c, cfg.width(i + 1), 2 * s, stride=s)]
             c = cfg.width(i + 1)
         self.convs = nn.Sequential(*layers)
+        self.spectral = LogFreqFront(cfg.encoder_spectral, c, cfg.hop, cfg.sample_rate) if cfg.encoder_spectral else None
         self.lstm = _FrameLSTM(c) if cfg.lstm else None
         self.out = nn.Sequential(nn.ELU(), CausalConv1d(c, cfg.dim, 3))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:  # [B, 1, T*hop] -> [B, D, T]
         h = self.convs(audio)
+        if self.spectral is not None:
+            h = h + self.spectral(audio)
         if self.lstm is not None:
             h, _ = self.lstm(h)
         return self.out(h)

@@ -74,6 +74,18 @@ def quantize(codec: Codec, z: torch.Tensor, levels: int) -> tuple[torch.Tensor, 
     return q.quantized, q.commit_loss / levels
 
 
+def with_spectral(codec: Codec, bins: int) -> Codec:
+    """The codec with ``engine.codec.logfreq.LogFreqFront`` added to its encoder; it encodes exactly as before until
+    the front end's zero-initialised output layer is trained."""
+    from ..codec.model import Encoder
+
+    cfg = dataclasses.replace(codec.cfg, encoder_spectral=bins)
+    enc = Encoder(cfg)
+    missing, unexpected = enc.load_state_dict(codec.encoder.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("spectral.") for k in missing), (missing, unexpected)
+    return Codec(cfg, encoder=enc, quantizer=codec.quantizer, decoder=codec.decoder).eval()
+
+
 def train(a: argparse.Namespace) -> dict:
     torch.manual_seed(a.seed)
     codec = Codec.load(a.init)
@@ -86,6 +98,8 @@ def train(a: argparse.Namespace) -> dict:
         if semantic.cfg.version != codec.cfg.decoder_cond_version:
             raise SystemExit(f"{a.semantic} is tokenizer {semantic.cfg.version}; the decoder reads "
                              f"{codec.cfg.decoder_cond_version}")
+    if a.spectral and not codec.cfg.encoder_spectral:  # add the log-frequency front end (zero at first: same codes)
+        codec = with_spectral(codec, a.spectral)
     cfg = codec.cfg
     for p in [*codec.quantizer.parameters(), *codec.decoder.parameters()]:
         p.requires_grad_(False)
@@ -255,6 +269,8 @@ def main(argv=None) -> int:
     ap.add_argument("--silence-share", type=float, default=0.05, help="share of windows made digital silence")
     ap.add_argument("--level-db", type=float, nargs=2, default=(0.0, 0.0), metavar=("LOW", "HIGH"),
                     help="range of the random level change of each window, in dB (0 0: none)")
+    ap.add_argument("--spectral", type=int, default=0, metavar="BINS",
+                    help="add a log-frequency front end of this many semitone bins (from C1) to an encoder without one")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-clips", type=int, default=16)
     ap.add_argument("--ckpt-every", type=int, default=50)
