@@ -3,6 +3,7 @@ broken encoder it reports that codec's round trips as worse, clip by clip, and t
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from engine.codec import Codec
@@ -52,3 +53,22 @@ def test_bench_command_writes_table_and_rows(tiny_corpus, tiny_assets, tmp_path,
                        "--rows", str(rows), "--append", str(out)]) == 0
     assert "| mel distance, 4 kbps |" in out.read_text()
     assert len(json.loads(rows.read_text())["rows"]) == 1
+
+
+def test_melody_tallies_split_held_notes_from_note_changes_and_count_octave_slips():
+    from engine.eval.codec_pair import melody_tallies
+
+    ref_pitch = np.r_[np.full(20, 60.0), np.full(20, 64.0)]  # one note change, between frames 19 and 20
+    conf = np.ones(40)
+    conf[0] = 0.0  # one unconfident frame: not counted
+    rec = ref_pitch.copy()
+    rec[5:10] += 12  # five held frames an octave up
+    rec[18:22] = 62.0  # the change smeared over four frames: a glide through the middle
+    t = melody_tallies((ref_pitch, conf), rec)
+    assert t["agree_melody"] == [39 - 5 - 4, 39]
+    assert t["agree_melody_change"] == [0, 4]  # frames 18-21 lie within 2 frames of the change; all missed
+    assert t["agree_melody_held"] == [35 - 5, 35]
+    assert t["octave_melody"] == [5, 39]
+    rows = [{"clip": "x", "a": {"mel_8": 0.5, **t}, "b": {"mel_8": 0.5, **melody_tallies((ref_pitch, conf), ref_pitch)}}]
+    s = summary(rows)
+    assert s["agree_melody_change"]["pooled_b"] == 1.0 and s["octave_melody"]["diff"] == round(-5 / 39, 4)
