@@ -9,8 +9,8 @@ paired difference B - A (clip mean +- standard error, median), agreement also po
 reports it, the clips where B's mel distance is most worse, and how loud each codec returns two seconds of digital
 silence (the session-42 tuned encoder turned a silent lead-in into -50 dBFS hiss). The melody's agreement is also
 split (``melody_tallies``) into held notes and the frames within 40 ms of a note change in the original, with the share
-of frames an octave (or a twelfth, or two octaves) off: session 50 found the shipped codec's misses on held notes
-mostly octave errors, and the note changes at 50% where held notes are at 71%. Both codecs' decoders read the
+of frames an octave (or a twelfth, or two octaves) off: session 50 found 40% of the then shipped codec's misses on
+held notes an octave off, and the note changes at 50% where held notes were at 71%. Both codecs' decoders read the
 semantic ids of ``--semantic`` when they read any.
 """
 from __future__ import annotations
