@@ -24,35 +24,10 @@ import torch
 KINDS = ("melody", "mix")
 
 
-def render(codec, z: torch.Tensor, kw: dict, hard: bool = True) -> torch.Tensor:
-    """Latents [B, D, T] -> decoded audio [B, 1, T * hop], quantized hard or (``hard=False``) straight-through."""
-    q = codec.quantizer.decode(codec.quantizer.encode(z)) if hard else codec.quantizer(z).quantized
-    return codec.decoder(q, **kw)
-
-
-def optimise_latent(codec, z0: torch.Tensor, kw: dict, target: torch.Tensor, crop: slice, steps: int, tracker,
-                    lr_scale: float = 0.01, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Move latents z0 [B, D, T] by ``steps`` Adam steps (lr ``lr_scale`` x their std) so that the decoded audio,
-    cropped to ``crop``, comes closer to ``target`` [B, N] by the codec trainers' terms (``codec_loss`` + ``pitch_loss``
-    from C2 + the PESTO ``tracker``); quantizer and decoder must be frozen. -> the moved latents (no gradient)."""
-    from ..train.codec import codec_loss, pitch_loss
-
-    sr = codec.cfg.sample_rate
-    z = z0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr_scale * float(z0.std()))
-    for _ in range(steps):
-        y = render(codec, z, kw, hard=False)[:, 0, crop]
-        loss, _ = codec_loss(target, y, sr)
-        loss = loss + pitch_loss(target, y, sr, 36) + tracker(target, y, generator)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return z.detach()
-
-
 def oracle_clip(codec, semantic, x: torch.Tensor, steps: int, tracker, lr_scale: float = 0.01) -> dict:
     """One clip [N] -> agreement tallies, mel distances and share of codes changed, before and after."""
     from ..codec.model import frame_ids
+    from ..train.codec import codec_loss, pitch_loss
     from .bench import _pitch, _pitch_agreement
     from .metrics import mel_distance
 
@@ -65,11 +40,23 @@ def oracle_clip(codec, semantic, x: torch.Tensor, steps: int, tracker, lr_scale:
             cond = frame_ids(semantic.encode(x[None]), z0.shape[-1], codec.cfg.decoder_cond)
     kw = codec._decoder_kwargs(cond)
 
-    z = optimise_latent(codec, z0, kw, x[None], slice(d, d + N), steps, tracker, lr_scale)
+    def render(z: torch.Tensor, hard: bool) -> torch.Tensor:
+        q = codec.quantizer.decode(codec.quantizer.encode(z)) if hard else codec.quantizer(z).quantized
+        return codec.decoder(q, **kw)[:, 0, d: d + N]
+
+    z = z0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr_scale * float(z0.std()))
+    for _ in range(steps):
+        y = render(z, False)
+        loss, _ = codec_loss(x[None], y, sr)
+        loss = loss + pitch_loss(x[None], y, sr, 36) + tracker(x[None], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     out = {}
     with torch.no_grad():
-        for name, latent in (("before", z0), ("after", z)):
-            y = render(codec, latent, kw)[:, 0, d: d + N][0]
+        for name, latent in (("before", z0), ("after", z.detach())):
+            y = render(latent, True)[0]
             tally = [0, 0]
             _pitch_agreement(tally, ref, y.numpy(), sr)
             out[name] = {"agree": tally, "mel": float(mel_distance(x, y))}

@@ -24,12 +24,8 @@ Tuned this way, melody-alone agreement on the test split rises about 11 points (
 distance, and none of session 49's runs met ``--ship``'s mel test. Session 50: with ``--spectral 96``
 (engine.codec.logfreq) 79.1% for 0.009 of mel distance (50 test clips), not shipped either; the mel terms on mixes
 only (``--pitch-weight 0 --tracker-weight 0 --voice-clips 0``, 22 min) lowered test mel by 0.0038 and shipped.
-Session 51: ``--distil DIR`` adds ``--distil-weight`` x the squared distance, in each RVQ level's projection
-(``code_space_loss``), between the encoder's latents and an oracle's (``engine.train.codec_oracle_windows``) on
-``--distil-batch`` stored windows. With 408 such windows (weight 0.3, mel terms on mixes), validation renditions at
-steps 800-1,400 were 70.1-70.4% against 67.6-69.0% for the same run without it, at about the same mel_8
-(0.4518-0.4526 against 0.4516-0.4536); the encoder barely fits the oracle's latents, even on its training windows
-(assets/MODEL_CARD.md).
+Session 51: regressing the encoder onto an oracle's latents of 408 train windows (commit 080fd94, ``--distil``,
+removed after) added about 2 points of validation rendition agreement at the same mel; not worth keeping.
 
 Every ``--eval-every`` steps, on validation clips: the project's mel distance of full round trips at 8 and 4 levels
 and ``bench codec``'s pitch agreement of the mixes and (with ``--voice-clips``) of the renditions; the best by
@@ -80,66 +76,6 @@ def quantize(codec: Codec, z: torch.Tensor, levels: int) -> tuple[torch.Tensor, 
     """Straight-through quantization with the first ``levels`` levels -> (decoder input, commitment loss)."""
     q = codec.quantizer(z, n_q=levels)
     return q.quantized, q.commit_loss / levels
-
-
-class OracleStore:
-    """Windows whose latents an oracle optimised (``python -m engine.train.codec_oracle_windows``): the source audio
-    and the optimised latent z* of each, read from ``DIR/b*.pt`` (rescanned with ``refresh``, so a generator can still
-    be adding to it). Files whose index is a multiple of ``held_every`` are held out to measure how well the
-    distillation generalises."""
-
-    def __init__(self, root: Path, codec: Codec, context: int, held_every: int = 20):
-        self.root, self.held_every = Path(root), held_every
-        meta_path = self.root / "meta.json"
-        if not meta_path.exists():
-            raise SystemExit(f"{root} is not a store of oracle windows (no meta.json)")
-        meta = json.loads(meta_path.read_text())
-        if (meta["version"], meta["decoder_version"]) != (codec.cfg.version, codec.cfg.decoder_version):
-            raise SystemExit(f"{root}'s latents were optimised for codec {meta['version']} / decoder "
-                             f"{meta['decoder_version']}, not {codec.cfg.version} / {codec.cfg.decoder_version}")
-        if meta["context"] != context:
-            raise SystemExit(f"{root}'s windows have {meta['context']} warm-up frames; pass --context {meta['context']}")
-        self.seen: set[str] = set()
-        self.train: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.held: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.refresh()
-
-    def refresh(self) -> None:
-        for f in sorted(self.root.glob("b*.pt")):
-            if f.name in self.seen:
-                continue
-            self.seen.add(f.name)
-            d = torch.load(f, weights_only=False)
-            for b in range(len(d["source"])):
-                (self.held if int(f.stem[1:]) % self.held_every == 0 else self.train).append(
-                    (d["source"][b].float(), d["z"][b].float()))
-
-    def batch(self, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pick = rng.integers(len(self.train), size=size)
-        return (torch.stack([self.train[i][0] for i in pick]), torch.stack([self.train[i][1] for i in pick]))
-
-
-def code_space_scales(codec: Codec, z: torch.Tensor) -> torch.Tensor:
-    """Per level, the median squared distance of latents z [B, D, T] to their nearest code in the level's projected
-    space: the unit the distillation measures each level's error in (deeper levels have finer codes)."""
-    r = z.detach().permute(0, 2, 1).reshape(-1, z.shape[1])
-    scales = []
-    for level in codec.quantizer.levels:
-        ze, w = level.in_proj(r), level.codebook.weight
-        scales.append((ze.pow(2).sum(1, keepdim=True) - 2 * ze @ w.t() + w.pow(2).sum(1)[None]).min(1).values.median())
-        r = r - level.decode(level.encode(r))
-    return torch.stack(scales).detach()
-
-
-def code_space_loss(codec: Codec, z: torch.Tensor, target: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """Squared distance between latents z and target [B, D, T] as each level of the residual VQ sees it, with the
-    target's codes chosen for the levels before (teacher forcing): level k projects z - z* by its input projection, so
-    the terms add up to (z - z*)' (sum_k P_k' P_k / s_k) (z - z*). Directions no level reads cost nothing."""
-    diff = (z - target).permute(0, 2, 1).reshape(-1, z.shape[1])
-    loss = z.new_zeros(())
-    for level, s in zip(codec.quantizer.levels, scales):
-        loss = loss + (level.in_proj(diff) - level.in_proj.bias).pow(2).sum(1).mean() / s
-    return loss / len(scales)
 
 
 def with_spectral(codec: Codec, bins: int) -> Codec:
@@ -204,31 +140,12 @@ def train(a: argparse.Namespace) -> dict:
     from ..eval.bench import _pitch
     refs = {name: [_pitch(x.numpy(), cfg.sample_rate) for x in group]
             for name, group in (("clips", clips), ("voices", voices))}
-    tracker = TrackerLoss(cfg.sample_rate, frames=a.tracker_frames) if a.tracker_weight else None
-    store = OracleStore(a.distil, codec, a.context) if a.distil else None
-    if store is not None:
-        if not store.train or not store.held:
-            raise SystemExit(f"{a.distil} holds {len(store.train)} train and {len(store.held)} held-out oracle windows;"
-                             " it needs both")
-        with torch.no_grad():
-            scales = code_space_scales(codec, torch.stack([z for _, z in store.held]))
-
-    def held_distil() -> dict:
-        """The distillation loss and the share of first-level codes that match the oracle's, on held-out windows."""
-        with torch.no_grad():
-            src = torch.stack([x for x, _ in store.held])
-            zt = torch.stack([z for _, z in store.held])[..., a.context:]
-            ze = enc(src[:, None])[..., a.context:]
-            match = (codec.quantizer.encode(ze, 1) == codec.quantizer.encode(zt, 1)).float().mean()
-            return {"distil_held": round(float(code_space_loss(codec, ze, zt, scales)), 4),
-                    "code1_match_held": round(float(match), 4)}
-
     if base is None:  # the --init codec on the same clips: what a tuned encoder has to beat
         base = validate(codec, clips, voices, refs, semantic)
         base["score"] = score(base)
-        if store is not None:
-            base.update(held_distil())
         tqdm.write(json.dumps({"init": base}))
+    tracker = TrackerLoss(cfg.sample_rate, frames=a.tracker_frames) if a.tracker_weight else None
+
     frames = a.context + round(a.seconds * cfg.sample_rate / cfg.hop)
     skip, delay = a.context * cfg.hop, codec.delay
     t_start = t0 = time.time()
@@ -269,13 +186,6 @@ def train(a: argparse.Namespace) -> dict:
             t = tracker(ref[scored], est[scored], torch.Generator().manual_seed(a.seed * 7919 + step))
             parts["tracker"] = float(t.detach())
             loss = loss + a.tracker_weight * t
-        if store is not None:
-            if step % 100 == 0:
-                store.refresh()
-            src, zt = store.batch(rng, a.distil_batch)
-            d = code_space_loss(codec, enc(src[:, None])[..., a.context:], zt[..., a.context:], scales)
-            parts["distil"] = float(d.detach())
-            loss = loss + a.distil_weight * d
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(enc.parameters(), 1.0)
@@ -287,8 +197,6 @@ def train(a: argparse.Namespace) -> dict:
         if step % a.eval_every == 0 or last:
             trained_s += time.time() - t0
             m = validate(codec, clips, voices, refs, semantic)
-            if store is not None:
-                m.update(held_distil(), distil_windows=len(store.train))
             enc.train()
             m.update(step=step, score=score(m), train_hours=round(trained_s / 3600, 3))
             history.append(m)
@@ -367,10 +275,6 @@ def main(argv=None) -> int:
                     help="range of the random level change of each window, in dB (0 0: none)")
     ap.add_argument("--spectral", type=int, default=0, metavar="BINS",
                     help="add a log-frequency front end of this many semitone bins (from C1) to an encoder without one")
-    ap.add_argument("--distil", type=Path, default=None,
-                    help="also regress the encoder's latents onto an oracle's (engine.train.codec_oracle_windows)")
-    ap.add_argument("--distil-weight", type=float, default=0.1)
-    ap.add_argument("--distil-batch", type=int, default=8, help="oracle windows per step")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-clips", type=int, default=16)
     ap.add_argument("--ckpt-every", type=int, default=50)
