@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from engine.generate import Cantus, GenerationError, Request, Segment, Settings
+from engine import Cantus, GenerationError, Request, Segment, Settings
 
 from .library import ClipLibrary
 

@@ -167,7 +167,7 @@ class ClipLibrary:
         if audio.ndim > 1:
             audio = audio.mean(1)
         if sr != SAMPLE_RATE:
-            from engine.audio import resample
+            from engine import resample
             audio = resample(audio, sr, SAMPLE_RATE)
         meta = {k: v for k, v in meta.items() if k not in ("id", "seconds")}
         meta["imported"] = True

@@ -11,7 +11,7 @@ DEFAULT_LIBRARY = Path(os.environ.get("CANTUS_LIBRARY", "~/.cantus/library")).ex
 
 
 def make_app(assets: str | Path = "assets", library: str | Path = DEFAULT_LIBRARY, backend: str = "onnx"):
-    from engine.generate import Cantus
+    from engine import Cantus
 
     from .library import ClipLibrary
     from .studio import Studio

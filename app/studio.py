@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from engine.audio import AudioError, load_audio
-from engine.generate import DRAFTS, SAMPLE_RATE, Cantus, GenerationError, Request, Segment, Settings, prompt_bpm
-from engine.melody import MelodyError, melody_from_audio
+from engine import (
+    DRAFTS,
+    SAMPLE_RATE,
+    AudioError,
+    Cantus,
+    GenerationError,
+    MelodyError,
+    Request,
+    Segment,
+    Settings,
+    load_audio,
+    melody_from_audio,
+    prompt_bpm,
+)
 
 from .library import Clip, ClipLibrary
 

@@ -17,7 +17,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from engine.generate import DRAFTS, SAMPLE_RATE, Cancelled
+from engine import DRAFTS, SAMPLE_RATE, Cancelled
 
 from . import studio
 from .export import ExportError, export

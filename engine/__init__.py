@@ -1,1 +1,42 @@
-"""Cantus engine: corpus, tokenizers, models, sampling. Never imports the app."""
+"""Cantus engine: text (+ hum) to music, MusicLM at laptop scale. Never imports the app.
+
+The public API, what ``app/`` and the docs use::
+
+    from engine import Cantus, Request, Segment, Settings
+    model = Cantus.load("assets")
+    audio = model.generate(Request([Segment("slow meditative flute and guitar", 10.0)], Settings(seed=7)))
+
+- ``Cantus``: the generator (``load``, ``generate``, ``generate_stream``, ``melody_tokens``, ``warm_up``);
+- ``Settings``, ``Segment``, ``Request``: what a generation is asked for; ``prompt_bpm``: the tempo a prompt names;
+- ``GenerationError`` (input the generator cannot use; the message is for the user) and ``Cancelled``;
+- ``load_audio``, ``resample`` and ``AudioError``: reading any audio file, at any rate;
+- ``melody_from_audio``, ``MelodyTrack`` and ``MelodyError``: a hum, whistle or song to the melody it carries;
+- ``SAMPLE_RATE`` (24 kHz, the output's), ``DRAFTS`` (semantic drafts ranked by default).
+
+Names are imported on first use, so ``import engine.data`` (the corpus workers) does not load the models' code.
+"""
+from __future__ import annotations
+
+import importlib
+
+_API = {
+    "Cantus": "pipeline", "Cancelled": "pipeline",
+    "Settings": "settings", "Segment": "settings", "Request": "settings", "GenerationError": "settings",
+    "prompt_bpm": "settings", "SAMPLE_RATE": "settings", "DRAFTS": "settings",
+    "load_audio": "audio", "resample": "audio", "AudioError": "audio",
+    "melody_from_audio": "melody", "MelodyTrack": "melody", "MelodyError": "melody",
+}
+__all__ = ["DRAFTS", "SAMPLE_RATE", "AudioError", "Cancelled", "Cantus", "GenerationError", "MelodyError",
+           "MelodyTrack", "Request", "Segment", "Settings", "load_audio", "melody_from_audio", "prompt_bpm", "resample"]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+
+from .weights import load_weights, save_weights
 
 
-def _nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid of each row of x [N, D] among c [K, D] -> (ids [N], squared distances [N])."""
     ids, dists = [], []
     cn = c.pow(2).sum(1)
@@ -45,9 +46,9 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 25, seed: int = 0) -> torch.Ten
         n = min(batch, k - len(c))
         new = torch.multinomial(d / d.sum() if d.sum() > 0 else torch.ones_like(d), n, replacement=False, generator=g)
         c = torch.cat([c, sub[new]])
-        d = torch.minimum(d, _nearest(sub, sub[new])[1])
+        d = torch.minimum(d, nearest(sub, sub[new])[1])
     for _ in range(iters):
-        ids, dist = _nearest(x, c)
+        ids, dist = nearest(x, c)
         sums = torch.zeros_like(c).index_add_(0, ids, x)
         counts = torch.bincount(ids, minlength=k).float()
         empty = counts == 0
@@ -74,11 +75,11 @@ class ResidualKMeans:
 
     @classmethod
     def fit(cls, x: torch.Tensor, levels: int, size: int, iters: int = 20, seed: int = 0,
-            progress=None) -> "ResidualKMeans":
+            progress=None) -> ResidualKMeans:
         residual, books = x.float().clone(), []
         for level in range(levels):
             c = kmeans(residual, size, iters, seed + level)
-            ids, _ = _nearest(residual, c)
+            ids, _ = nearest(residual, c)
             residual = residual - c[ids]
             books.append(c)
             if progress:
@@ -88,7 +89,7 @@ class ResidualKMeans:
     def encode(self, x: torch.Tensor, levels: int | None = None) -> torch.Tensor:
         residual, out = x.float().clone(), []
         for c in self.codebooks[: levels or self.levels]:
-            ids, _ = _nearest(residual, c)
+            ids, _ = nearest(residual, c)
             residual = residual - c[ids]
             out.append(ids)
         return torch.stack(out, 1)
@@ -99,11 +100,11 @@ class ResidualKMeans:
     def save(self, path: str | Path, name: str) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_file({"codebooks": self.codebooks.half().contiguous()}, str(path / f"{name}.safetensors"))
+        save_weights({"codebooks": self.codebooks}, path / f"{name}.safetensors")
 
     @classmethod
-    def load(cls, path: str | Path, name: str) -> "ResidualKMeans":
-        return cls(load_file(str(Path(path) / f"{name}.safetensors"))["codebooks"].float())
+    def load(cls, path: str | Path, name: str) -> ResidualKMeans:
+        return cls(load_weights(Path(path) / f"{name}.safetensors")["codebooks"])
 
 
 def usage(ids: np.ndarray, size: int) -> dict:
@@ -114,4 +115,4 @@ def usage(ids: np.ndarray, size: int) -> dict:
     return {"used": float((counts > 0).mean()), "perplexity": float(np.exp(-(nz * np.log(nz)).sum()))}
 
 
-__all__ = ["kmeans", "ResidualKMeans", "usage"]
+__all__ = ["ResidualKMeans", "kmeans", "usage"]

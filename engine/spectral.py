@@ -30,12 +30,12 @@ _MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2
 _MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mel_fb() -> torch.Tensor:
     return torchaudio.functional.melscale_fbanks(1025, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE, "slaney", "slaney")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def semitone_fb(n_fft: int = 8192, lo: int = MIDI_LO, n: int = N_SEMITONES, sr: int = SAMPLE_RATE) -> torch.Tensor:
     """[n_fft // 2 + 1, n] triangular filters one semitone wide on each side, in MIDI (log-frequency) units, centred
     on MIDI lo..lo+n-1, each summing to one."""
@@ -47,7 +47,7 @@ def semitone_fb(n_fft: int = 8192, lo: int = MIDI_LO, n: int = N_SEMITONES, sr: 
     return torch.from_numpy((w / w.sum(0, keepdims=True)).astype(np.float32))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _key_profiles() -> torch.Tensor:
     """[24, 12]: zero-mean unit-norm profiles, major keys C..B then minor keys C..B."""
     rows = [np.roll(p, k) for p in (_MAJOR, _MINOR) for k in range(12)]
@@ -106,6 +106,6 @@ def global_features(audio: torch.Tensor) -> torch.Tensor:
     return torch.cat([tempo, 2 * c @ _key_profiles().to(audio.device).t()], -1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mel_fb1024() -> torch.Tensor:
     return torchaudio.functional.melscale_fbanks(513, 0.0, SAMPLE_RATE / 2, 40, SAMPLE_RATE, "slaney", "slaney")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.data.melodies import corpus_paths
+from engine.data.melodies import quick_score_paths
 
 TINY_HOURS = 24 * 10 / 3600  # 24 clips of 10 s: 3 render groups
 
@@ -17,13 +17,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tiny_score_paths() -> list[str]:
-    paths = corpus_paths()
-    pick = [p for p in paths if "/bach/" in p][:8] + [p for p in paths if "/ryansMammoth/" in p][:30]
-    pick += [p for p in paths if p.endswith("essenFolksong/test0.abc")]
-    return pick
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _onnx_cache(tmp_path_factory):
     """ONNX exports made by tests go to a temporary cache, not the user's ~/.cache/cantus."""
@@ -33,7 +26,7 @@ def _onnx_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def score_paths() -> list[str]:
-    return tiny_score_paths()
+    return quick_score_paths()
 
 
 @pytest.fixture(scope="session")

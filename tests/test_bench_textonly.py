@@ -1,4 +1,4 @@
-"""The text-only prompt-adherence bench (#5's MCC measure): rows per prompt and seed, and candidates paired with a
+"""The text-only prompt-adherence bench (the MCC measure): rows per prompt and seed, and candidates paired with a
 base run of the same prompts and seeds, end to end on tiny models."""
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from .conftest import free_port
-import soundfile as sf
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

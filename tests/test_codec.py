@@ -129,7 +129,7 @@ def test_missing_weights_error_says_how_to_train(tmp_path):
 
 @pytest.mark.parametrize("cfg", [TINY, TINY_ISTFT], ids=["conv", "istft"])
 def test_quantizer_straight_through_and_training_reduces_loss(cfg):
-    from engine.train.codec import codec_loss
+    from engine.codec.losses import codec_loss
 
     torch.manual_seed(1)
     m = Codec(cfg)

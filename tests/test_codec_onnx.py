@@ -11,7 +11,6 @@ from engine.export.codec_onnx import OnnxCodec, export_codec
 
 from .test_codec import TINY, TINY_ISTFT
 
-
 TINY_COND = dataclasses.replace(TINY_ISTFT, decoder_cond=16)  # reads semantic ids too
 TINY_PATCH = dataclasses.replace(TINY_ISTFT, encoder_patch=8, encoder_patch_channels=8)  # distilled encoder's shape
 

@@ -37,7 +37,8 @@ def test_shipped_codec_reconstructs_music(codec, clip):
     noise = float(mel_distance(clip, torch.randn_like(clip) * clip.std()))
     assert d8 < d4 + 0.02 and d4 < min(silence, noise) / 2, (d8, d4, silence, noise)
     # the reconstruction carries the music's loudness contour (level in dB per 0.1 s), not just its average spectrum
-    env = lambda a: 10 * a[: len(clip)].reshape(-1, 2400).pow(2).mean(1).add(1e-8).log10()
+    def env(a):
+        return 10 * a[: len(clip)].reshape(-1, 2400).pow(2).mean(1).add(1e-8).log10()
     assert np.corrcoef(env(clip), env(y8))[0, 1] > 0.8
 
 
@@ -91,6 +92,6 @@ def test_the_shipped_decoder_brings_the_melody_back_from_the_semantic_ids(codec,
 
 def test_silence_stays_silent(codec):
     """Digital silence (a clip's lead-in, a rest) must not come back as hiss: the shipped codec returns it at about
-    -65 dBFS; the encoder tuned in session 42 gave -50 dBFS there (assets/MODEL_CARD.md) and was not shipped."""
+    -65 dBFS; a tuned encoder that gave -50 dBFS there was not shipped."""
     y = codec.reconstruct(torch.zeros(1, 48_000))[0]
     assert float(y.pow(2).mean().sqrt()) < 1e-3  # -60 dBFS

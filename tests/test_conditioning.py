@@ -47,7 +47,7 @@ def test_front_end_is_level_invariant_and_reads_the_key():
 def test_mulan_training_code_runs_on_a_tiny_corpus(tiny_corpus, tmp_path):
     from engine.mulan import MuLan
     from engine.train import mulan as train_mulan
-    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path), "--steps", "6", "--batch", "8", "--width", "16",
+    train_mulan.main(["tower", "--data", str(tiny_corpus), "--out", str(tmp_path), "--steps", "6", "--batch", "8", "--width", "16",
                       "--dim", "16", "--eval-every", "3", "--paraphrases", "1", "--version", "t"])
     m = json.loads((tmp_path / "best" / "metrics.json").read_text())
     assert m["train_steps"] == 6 and 0 <= m["recall@10"] <= 1 and "zero_shot_mode" in m
@@ -55,7 +55,7 @@ def test_mulan_training_code_runs_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert model.cfg.version == "t-s6"
     assert model.tokens(model.embed_text(["a waltz"])).shape == (1, 12)
     # resuming continues from the checkpoint instead of starting over
-    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path), "--steps", "8", "--batch", "8", "--width", "16",
+    train_mulan.main(["tower", "--data", str(tiny_corpus), "--out", str(tmp_path), "--steps", "8", "--batch", "8", "--width", "16",
                       "--dim", "16", "--eval-every", "3", "--paraphrases", "1", "--version", "t"])
     assert json.loads((tmp_path / "best" / "metrics.json").read_text())["train_steps"] == 8
 
@@ -66,13 +66,13 @@ def test_mulan_fine_tuning_with_tag_heads_starts_from_the_saved_model(tiny_corpu
     from engine.mulan import MuLan
     from engine.train import mulan as train_mulan
     tiny = ["--data", str(tiny_corpus), "--batch", "8", "--eval-every", "2", "--paraphrases", "1"]
-    train_mulan.main([*tiny, "--out", str(tmp_path / "m"), "--steps", "2", "--width", "16", "--dim", "16", "--version", "a"])
-    train_mulan.main([*tiny, "--out", str(tmp_path / "ft"), "--steps", "4", "--init", str(tmp_path / "m" / "best"),
+    train_mulan.main(["tower", *tiny, "--out", str(tmp_path / "m"), "--steps", "2", "--width", "16", "--dim", "16", "--version", "a"])
+    train_mulan.main(["tower", *tiny, "--out", str(tmp_path / "ft"), "--steps", "4", "--init", str(tmp_path / "m" / "best"),
                       "--aux-weight", "1", "--version", "b"])  # no --width/--dim: the saved model's
     ck = torch.load(tmp_path / "ft" / "last.pt", weights_only=False)
     tags = {"style", "family", "tempo_bucket", "mode"}
-    assert {k.split(".")[0] for k in ck["heads"]} == tags | {f"{t}_frames" for t in tags}
-    assert ck["heads"]["mode.weight"].shape == (2, 16)
+    assert {k.split(".")[0] for k in ck["modules"]["heads"]} == tags | {f"{t}_frames" for t in tags}
+    assert ck["modules"]["heads"]["mode.weight"].shape == (2, 16)
     tuned = MuLan.load(tmp_path / "ft" / "best")
     assert tuned.cfg.width == 16 and tuned.cfg.version == "b-s4"  # new tokens, new name
     assert tuned.tokens(tuned.embed_text(["a waltz"])).shape == (1, 12)
@@ -87,17 +87,18 @@ def test_mulan_tower_takes_the_frozen_semantic_encoder_and_starts_as_the_saved_m
     from engine.mulan import MuLan
     from engine.semantic import SemanticConfig, SemanticTokenizer
     from engine.train import mulan as train_mulan
+    from engine.train.mulan.tower import initial_model
     tiny = ["--data", str(tiny_corpus), "--batch", "8", "--eval-every", "2", "--paraphrases", "1"]
-    train_mulan.main([*tiny, "--out", str(tmp_path / "m"), "--steps", "2", "--width", "16", "--dim", "16", "--version", "a"])
+    train_mulan.main(["tower", *tiny, "--out", str(tmp_path / "m"), "--steps", "2", "--width", "16", "--dim", "16", "--version", "a"])
     sem = SemanticTokenizer(SemanticConfig(width=16, dim=8, dilations=(1, 2), n_tokens=8))
     sem.save(tmp_path / "sem")
     init = MuLan.load(tmp_path / "m" / "best")
-    wide = train_mulan.initial_model(argparse.Namespace(init=tmp_path / "m" / "best", semantic=tmp_path / "sem",
+    wide = initial_model(argparse.Namespace(init=tmp_path / "m" / "best", semantic=tmp_path / "sem",
                                                       freeze_text=False))
     x = np.random.default_rng(0).standard_normal(24_000 * 4).astype(np.float32) * 0.1
     wide.eval()
     assert torch.allclose(wide.embed_audio(x, 24_000), init.embed_audio(x, 24_000), atol=1e-5)  # same start
-    train_mulan.main([*tiny, "--out", str(tmp_path / "ft"), "--steps", "3", "--init", str(tmp_path / "m" / "best"),
+    train_mulan.main(["tower", *tiny, "--out", str(tmp_path / "ft"), "--steps", "3", "--init", str(tmp_path / "m" / "best"),
                       "--semantic", str(tmp_path / "sem"), "--aux-weight", "1", "--lr", "1e-2", "--version", "b"])
     tuned = MuLan.load(tmp_path / "ft" / "best")
     assert tuned.cfg.semantic["dim"] == 8
@@ -112,13 +113,12 @@ def test_mulan_tower_takes_the_frozen_semantic_encoder_and_starts_as_the_saved_m
 def test_text_projection_retraining_keeps_the_audio_side(tiny_corpus, tmp_path):
     from engine.mulan import MuLan
     from engine.train import mulan as train_mulan
-    from engine.train import mulan_text
 
     tiny = ["--width", "16", "--dim", "16", "--paraphrases", "3", "--version", "t"]
-    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path / "m"), "--steps", "2", "--batch", "8",
+    train_mulan.main(["tower", "--data", str(tiny_corpus), "--out", str(tmp_path / "m"), "--steps", "2", "--batch", "8",
                       "--eval-every", "2", *tiny])
     old = MuLan.load(tmp_path / "m" / "best")
-    mulan_text.main(["--data", str(tiny_corpus), "--features", str(tmp_path / "m"), "--init", str(tmp_path / "m" / "best"),
+    train_mulan.main(["text", "--data", str(tiny_corpus), "--features", str(tmp_path / "m"), "--init", str(tmp_path / "m" / "best"),
                      "--out", str(tmp_path / "t"), "--steps", "4", "--batch", "8", "--per-clip", "2", "--eval-every", "2"])
     new = MuLan.load(tmp_path / "t" / "best")
     m = json.loads((tmp_path / "t" / "best" / "metrics.json").read_text())
@@ -130,7 +130,7 @@ def test_text_projection_retraining_keeps_the_audio_side(tiny_corpus, tmp_path):
 
 
 def test_short_prompt_cache_follows_a_grown_corpus_and_embeds_only_its_new_clips(tiny_corpus, tmp_path, monkeypatch):
-    from engine.train import mulan_text
+    from engine.train.mulan import features as mulan_text
 
     records = [json.loads(line) for line in (tiny_corpus / "train.jsonl").read_text().splitlines()]
     every = {"ids": [r["id"] for r in records], "tags": [r["tags"] for r in records]}
@@ -159,11 +159,11 @@ def test_audio_tower_retraining_keeps_the_text_tokens_the_stages_read(tiny_corpu
     from engine.train import mulan as train_mulan
 
     tiny = ["--data", str(tiny_corpus), "--batch", "8", "--eval-every", "2", "--paraphrases", "1"]
-    train_mulan.main([*tiny, "--out", str(tmp_path / "m"), "--steps", "2", "--width", "16", "--dim", "16", "--version", "a"])
+    train_mulan.main(["tower", *tiny, "--out", str(tmp_path / "m"), "--steps", "2", "--width", "16", "--dim", "16", "--version", "a"])
     SemanticTokenizer(SemanticConfig(width=16, dim=8, dilations=(1, 2), n_tokens=8)).save(tmp_path / "sem")
     with pytest.raises(SystemExit, match="--init"):
-        train_mulan.main([*tiny, "--out", str(tmp_path / "x"), "--steps", "1", "--freeze-text", "--width", "16"])
-    train_mulan.main([*tiny, "--out", str(tmp_path / "ft"), "--steps", "3", "--init", str(tmp_path / "m" / "best"),
+        train_mulan.main(["tower", *tiny, "--out", str(tmp_path / "x"), "--steps", "1", "--freeze-text", "--width", "16"])
+    train_mulan.main(["tower", *tiny, "--out", str(tmp_path / "ft"), "--steps", "3", "--init", str(tmp_path / "m" / "best"),
                       "--semantic", str(tmp_path / "sem"), "--aux-weight", "1", "--lr", "1e-2", "--freeze-text",
                       "--version", "b"])
     old, new = MuLan.load(tmp_path / "m" / "best"), MuLan.load(tmp_path / "ft" / "best")
@@ -182,19 +182,19 @@ def test_prompt_prior_trains_on_a_frozen_mulan_and_ships_only_when_better(tiny_c
 
     from engine.mulan import MuLan
     from engine.train import mulan as train_mulan
-    from engine.train import mulan_prior
 
-    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path / "m"), "--steps", "2", "--batch", "8",
+    train_mulan.main(["tower", "--data", str(tiny_corpus), "--out", str(tmp_path / "m"), "--steps", "2", "--batch", "8",
                       "--eval-every", "2", "--width", "16", "--dim", "16", "--paraphrases", "1", "--version", "t"])
     shutil.copytree(tmp_path / "m" / "best", tmp_path / "assets")
     plain = MuLan.load(tmp_path / "assets")
     assert plain.prior is None
     prompts = ["a slow waltz on the piano", "fast techno with a saw lead"]
     assert torch.equal(plain.embed_prompt(prompts), plain.embed_text(prompts))  # no prior: the text as it was
-    args = ["--data", str(tiny_corpus), "--features", str(tmp_path / "m"), "--init", str(tmp_path / "assets"),
-            "--out", str(tmp_path / "p"), "--steps", "300", "--batch", "32", "--hidden", "32", "--per-clip", "2",
-            "--eval-every", "100", "--ship", "--assets", str(tmp_path / "assets")]
-    mulan_prior.main(args)
+    args = ["prior", "--data", str(tiny_corpus), "--features", str(tmp_path / "m"), "--init", str(tmp_path / "assets"),
+            "--out", str(tmp_path / "p"), "--batch", "32", "--hidden", "32", "--per-clip", "2", "--eval-every", "100"]
+    ship = ["--ship", "--assets", str(tmp_path / "assets")]
+    assert train_mulan.main([*args, "--steps", "300"]) == 0
+    assert train_mulan.main([*args, *ship]) == 0
     m = json.loads((tmp_path / "p" / "best" / "metrics.json").read_text())
     # the prior predicts the held-out clips' audio better than their captions' own text embeddings do
     assert m["valid_prior_cosine"] > m["valid_text_cosine"], m
@@ -205,7 +205,8 @@ def test_prompt_prior_trains_on_a_frozen_mulan_and_ships_only_when_better(tiny_c
     assert not torch.allclose(p, plain.embed_text(prompts), atol=1e-3)
     assert torch.equal(shipped.tokens(shipped.embed_text(prompts)), plain.tokens(plain.embed_text(prompts)))
     before = (tmp_path / "assets" / "prior.safetensors").read_bytes()
-    mulan_prior.main([*args[:-3], "--steps", "1", "--ship", "--assets", str(tmp_path / "assets")])  # a worse one
+    assert train_mulan.main([*args, "--steps", "1"]) == 0
+    assert train_mulan.main([*args, *ship]) == 1  # a worse one
     assert (tmp_path / "assets" / "prior.safetensors").read_bytes() == before
 
 
@@ -213,7 +214,9 @@ def test_draft_ranker_trains_resumes_and_ships_only_when_it_ranks_better(tiny_co
     import shutil
 
     from engine.mulan.ranker import DraftRanker
-    from engine.train import mulan_ranker, tokenize
+    from engine.train import mulan as train_mulan
+    from engine.train import tokenize
+    from engine.train.mulan import ranker as mulan_ranker
 
     assets = tmp_path / "assets"
     shutil.copytree(tiny_assets, assets)
@@ -221,13 +224,13 @@ def test_draft_ranker_trains_resumes_and_ships_only_when_it_ranks_better(tiny_co
     assert tokenize.main(["--data", str(tiny_corpus), "--features", str(feats), "--out", str(toks), "--codec",
                           str(assets / "codec"), "--mulan", str(assets / "mulan"), "--semantic", str(assets / "semantic"),
                           "--only", "semantic", "--splits", "train", "test"]) == 0
-    args = ["--data", str(tiny_corpus), "--features", str(feats), "--tokens", str(toks), "--init", str(assets / "mulan"),
+    args = ["ranker", "--data", str(tiny_corpus), "--features", str(feats), "--tokens", str(toks), "--init", str(assets / "mulan"),
             "--semantic", str(assets / "semantic"), "--out", str(out), "--batch", "4", "--width", "16",
             "--per-clip", "2", "--eval-every", "5", "--valid-split", "test"]  # the tiny corpus has 1 valid clip
-    assert mulan_ranker.main([*args, "--steps", "10"]) == 0
+    assert train_mulan.main([*args, "--steps", "10"]) == 0
     state = torch.load(out / "last.pt", weights_only=False)["state"]
     assert state["step"] == 10 and [h["step"] for h in state["history"]] == [5, 10]
-    assert mulan_ranker.main([*args, "--steps", "15"]) == 0  # resumes where it stopped
+    assert train_mulan.main([*args, "--steps", "15"]) == 0  # resumes where it stopped
     state = torch.load(out / "last.pt", weights_only=False)["state"]
     assert [h["step"] for h in state["history"]] == [5, 10, 15]
     best = DraftRanker.load(out / "best")
@@ -241,17 +244,20 @@ def test_draft_ranker_trains_resumes_and_ships_only_when_it_ranks_better(tiny_co
     with torch.no_grad():
         flipped.out[-1].weight.neg_()
         flipped.out[-1].bias.neg_()
-    flipped.save(tmp_path / "flipped")
+    flipped.save(tmp_path / "flipped" / "best")
     r = json.loads((out / "best" / "metrics.json").read_text())["valid_rank"]
-    worse, better = (tmp_path / "flipped", out / "best") if r > 0.5 else (out / "best", tmp_path / "flipped")
-    ship = argparse.Namespace(data=str(tiny_corpus), features=feats, tokens=toks, semantic=assets / "semantic",
-                              valid_split="test")
+    worse, better = (tmp_path / "flipped", out) if r > 0.5 else (out, tmp_path / "flipped")
+
+    def ship(run) -> bool:
+        return mulan_ranker.ship_best(argparse.Namespace(
+            out=run, assets=assets / "mulan", data=str(tiny_corpus), features=feats, tokens=toks,
+            semantic=assets / "semantic", valid_split="test"))
     for f in DraftRanker.FILES:
-        shutil.copy2(worse / f, assets / "mulan" / f)
-    assert mulan_ranker.ship(better, assets / "mulan", ship)
-    assert (assets / "mulan" / "ranker.safetensors").read_bytes() == (better / "ranker.safetensors").read_bytes()
-    assert not mulan_ranker.ship(worse, assets / "mulan", ship)
-    assert (assets / "mulan" / "ranker.safetensors").read_bytes() == (better / "ranker.safetensors").read_bytes()
+        shutil.copy2(worse / "best" / f, assets / "mulan" / f)
+    assert ship(better)
+    assert (assets / "mulan" / "ranker.safetensors").read_bytes() == (better / "best" / "ranker.safetensors").read_bytes()
+    assert not ship(worse)
+    assert (assets / "mulan" / "ranker.safetensors").read_bytes() == (better / "best" / "ranker.safetensors").read_bytes()
 
 
 def test_a_mulan_saved_beside_its_semantic_tokenizer_stores_the_encoder_once(tmp_path):
@@ -293,7 +299,7 @@ def test_a_prior_trained_on_another_mulan_is_refused_with_a_readable_error(tiny_
     from engine.mulan.prior import PriorConfig, PromptPrior
     from engine.train import mulan as train_mulan
 
-    train_mulan.main(["--data", str(tiny_corpus), "--out", str(tmp_path / "m"), "--steps", "1", "--batch", "8",
+    train_mulan.main(["tower", "--data", str(tiny_corpus), "--out", str(tmp_path / "m"), "--steps", "1", "--batch", "8",
                       "--eval-every", "1", "--width", "16", "--dim", "16", "--paraphrases", "1", "--version", "t"])
     model = MuLan.load(tmp_path / "m" / "best")
     PromptPrior(PriorConfig(dim=16, hidden=8, mulan="some-other-mulan")).save(tmp_path / "m" / "best")
@@ -381,8 +387,8 @@ def test_shipped_prior_pulls_each_caption_toward_the_music_it_describes(tiny_cor
 
 @needs_shipped
 def test_shipped_mulan_hears_whether_music_is_major_or_minor(tiny_corpus):
-    """Zero-shot, on every clip of the tiny corpus (24, none trained on): the session-4 audio tower read the mode of
-    16 of them (0.67), the one retrained with the semantic encoder's frames 22 (0.92)."""
+    """Zero-shot, on every clip of the tiny corpus (24, none trained on): the first audio tower read the mode of 16
+    of them (0.67), the one retrained with the semantic encoder's frames 22 (0.92)."""
     from engine.data.dataset import CorpusDataset
     from engine.mulan import MuLan
     from engine.mulan.evaluate import zero_shot

@@ -23,7 +23,7 @@ def test_harmonize_puts_melody_notes_in_the_chords():
     notes = [Note(p, 4 * b + i, 1.0) for b, ps in enumerate(bars) for i, p in enumerate(ps)]
     chords = harmonize(notes, 0, "major", 4.0, 4)
     assert [c.root for c in chords] == [0, 5, 7, 0]
-    assert all(set(c.pitch_classes) == set(p % 12 for p in ps) for c, ps in zip(chords, bars))
+    assert all(set(c.pitch_classes) == {p % 12 for p in ps} for c, ps in zip(chords, bars))
 
 
 def test_diatonic_chords_are_in_key():

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.generate import Cancelled, Cantus, GenerationError, Request, Segment, Settings
+from engine import Cancelled, Cantus, GenerationError, Request, Segment, Settings
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +73,9 @@ def test_long_form_story_and_continuation(cantus):
 
 def test_a_window_that_another_follows_stops_before_its_end_and_the_next_continues_from_there(cantus, monkeypatch):
     """Long form: a window that another follows stops TAIL_S = 1.24 s short of its 10 s (62 of 500 frames), where
-    each later window's end had lifted the bass at the next join (session 32, MODEL_CARD.md); the next window keeps
+    each later window's end had lifted the bass at the next join; the next window keeps
     the 5 s before that stop as its context, and the clip keeps its length."""
-    import engine.generate as G
+    import engine.pipeline as G
     seen = []
 
     class Spy(G.StageSampler):
@@ -95,7 +95,7 @@ def test_a_window_that_another_follows_stops_before_its_end_and_the_next_continu
 @given(total=st.integers(1, 7500), n_ctx=st.integers(0, 125), tail=st.sampled_from([0.0, 0.5, 1.24, 3.0]))
 @settings(max_examples=200, deadline=None)
 def test_window_plans_cover_the_clip_in_windows_the_stages_can_hold(total, n_ctx, tail):
-    from engine.generate import window_plan
+    from engine.settings import window_plan
     total, n_ctx = 2 * total, 2 * n_ctx  # even: two codec frames per semantic id
     plan = window_plan(total, n_ctx, tail)
     assert sum(n for _, n in plan) == total and plan[0][0] == n_ctx
@@ -219,7 +219,7 @@ def test_a_coarse_stage_that_reads_the_melody_gets_the_hum_where_the_semantic_st
     ids of each window (long form included), and guidance's unconditional branch drops it with the text."""
     import shutil
 
-    import engine.generate as G
+    import engine.pipeline as G
     from engine.lm.model import StageLM
     from engine.lm.stages import default_config
     shutil.copytree(tiny_assets, tmp_path / "a")
@@ -254,10 +254,9 @@ def test_a_coarse_stage_that_reads_the_melody_gets_the_hum_where_the_semantic_st
 
 def test_text_alone_samples_the_token_stages_cooler_than_a_hummed_request_or_a_continuation(cantus, monkeypatch):
     """Text alone: semantic and coarse stages at 0.85 / 0.76 (closer to the prompt); with a hum, MusicLM's 1.0 /
-    0.95, which follow the hum more (MODEL_CARD.md, session 25); and so does every window that continues audio
-    (long form after its first window, a continuation), where cooler sampling compounds and the bass fades (session
-    28); the user's temperature scales both."""
-    import engine.generate as G
+    0.95, which follow the hum more; and so does every window that continues audio (long form after its first
+    window, a continuation), where cooler sampling compounds and the bass fades; the user's temperature scales both."""
+    import engine.pipeline as G
     seen = []
 
     class Spy(G.StageSampler):
@@ -294,7 +293,7 @@ def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_asse
     """Text alone draws Settings.drafts semantic drafts (at temperature 1.0, not one draft's 0.85, unless a tempo is
     asked for) and keeps the ranker's favourite; the same seed gives the same clip; one draft is the clip the models
     give without a ranker; a hummed request is never reranked (the hum, not the ranker, picks its ids)."""
-    import engine.generate as G
+    import engine.pipeline as G
     model = Cantus.load(_with_ranker(tiny_assets, tmp_path))
     assert model.versions["draft_ranker"] == "dev"
     kept = []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.generate import Cantus, Request, Segment, Settings
+from engine import Cantus, Request, Segment, Settings
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 pytestmark = pytest.mark.skipif(not (ASSETS / "stages" / "coarse.json").exists(), reason="no shipped stages")
@@ -19,11 +19,8 @@ def cantus():
 
 
 def test_the_generated_clip_follows_the_hummed_melody(cantus, tiny_corpus):
-    """With the hum, the hummed note is the audio's dominant pitch class far more often than with text alone.
-    Measured 2026-11-27 (decoder istft-s3317, reading the semantic ids) for seed offsets 0/10/20/30: mean hit 0.480 / 0.305 /
-    0.373 / 0.325 with the hum, 2.7-11.9x text alone (12 test hums: 0.353 vs 0.106;
-    istft-s10236, session 11: 0.397 vs 0.102; 24 test hums with the session-12 stages: 0.371 vs
-    0.096; session 13, the coarse stage reading the melody too: 0.387 vs 0.085; the issue's target is 0.45)."""
+    """With the hum, the hummed note is the audio's dominant pitch class far more often than with text alone
+    (over seed offsets 0/10/20/30 the mean hit with the hum was 2.7-11.9x text alone's)."""
     from engine.data.dataset import CorpusDataset
     from engine.eval.generation import melody_match
     ds = CorpusDataset(tiny_corpus, "train", load_voice=True)
@@ -74,7 +71,7 @@ def test_an_extension_starts_where_the_clip_ends(cantus, tiny_corpus):
     the peak of the envelope correlation averaged over three clips: one clip's can be periodic (tiny train clip 0 has
     near-equal peaks at +5 and +20 ms, 0.461 / 0.463 with decoder istft-s28940), while a real shift moves them all."""
     from engine.data.dataset import CorpusDataset
-    from engine.generate import _context_audio
+    from engine.pipeline import _context_audio
     ds = CorpusDataset(tiny_corpus, "train")
     lags = range(-30, 31)  # 5 ms steps: +-150 ms
     t = 24_000 * 4 + 700  # not a whole number of frames

@@ -13,11 +13,11 @@ def test_the_generation_bench_reports_its_noise():
 
     assert abs(standard_error([0.1, 0.3, np.nan, 0.5, 0.7]) - np.std([0.1, 0.3, 0.5, 0.7], ddof=1) / 2) < 1e-12
     assert standard_error([0.4]) is None and standard_error([]) is None
-    r = dict(seconds=10, generate_s=3.3, rtf=0.33, first_chunk_s=0.7, torch_generate_s=8.0, torch_first_chunk_s=1.5,
-             onnx_speedup=2.4, onnx_startup_s=5.0, torch_startup_s=3.0, peak_rss_mb=1300, n_clips=48,
-             mcc_generated=0.3, mcc_real=0.5, mcc_ratio=0.6, mcc_ratio_se=0.04, melody_hit=0.41, melody_hit_se=0.03,
-             melody_hit_text_only=0.1, melody_chroma_cos=0.5, melody_chroma_cos_text_only=0.2, melody_clips=48,
-             tempo_within_8pct=0.5, tempo_within_8pct_real=0.6, tempo_prompts=48)
+    r = {"seconds": 10, "generate_s": 3.3, "rtf": 0.33, "first_chunk_s": 0.7, "torch_generate_s": 8.0, "torch_first_chunk_s": 1.5,
+             "onnx_speedup": 2.4, "onnx_startup_s": 5.0, "torch_startup_s": 3.0, "peak_rss_mb": 1300, "n_clips": 48,
+             "mcc_generated": 0.3, "mcc_real": 0.5, "mcc_ratio": 0.6, "mcc_ratio_se": 0.04, "melody_hit": 0.41, "melody_hit_se": 0.03,
+             "melody_hit_text_only": 0.1, "melody_chroma_cos": 0.5, "melody_chroma_cos_text_only": 0.2, "melody_clips": 48,
+             "tempo_within_8pct": 0.5, "tempo_within_8pct_real": 0.6, "tempo_prompts": 48}
     table = markdown(r, "x86_64, 2 threads", "2026-11-28")
     assert "= 0.60 ± 0.04 |" in table and "0.410 ± 0.030 / 0.100" in table
 

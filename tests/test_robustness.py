@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.studio import UserError, hear, settings_from_ui
-from engine.generate import Cantus, GenerationError
+from engine import Cantus, GenerationError
 
 
 @pytest.fixture(scope="module")

@@ -12,33 +12,35 @@ TINY_ARGS = ["--channels", "4", "--max-channels", "16", "--batch", "2", "--secon
 
 def test_train_resume_and_ship(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "run"
-    assert train_codec.main(["--data", str(tiny_corpus), "--out", str(out), "--steps", "4", *TINY_ARGS]) == 0
+    assert train_codec.main(["autoencoder", "--data", str(tiny_corpus), "--out", str(out), "--steps", "4", *TINY_ARGS]) == 0
     ck = torch.load(out / "last.pt", weights_only=False)
     assert ck["step"] == 4 and len(ck["history"]) == 2  # evaluated at step 3 and at the end
-    flags = [bool(v) for k, v in ck["model"].items() if k.endswith("initialised")]
+    flags = [bool(v) for k, v in ck["modules"]["model"].items() if k.endswith("initialised")]
     assert len(flags) == 8 and all(flags)  # codebooks were initialised on warmed-up latents
     best = Codec.load(out / "best")
     metrics = json.loads((out / "best" / "metrics.json").read_text())
     assert {"mel_4", "mel_8", "step"} <= set(metrics)
 
-    assert train_codec.main(["--data", str(tiny_corpus), "--out", str(out), "--steps", "6", *TINY_ARGS]) == 0
+    assert train_codec.main(["autoencoder", "--data", str(tiny_corpus), "--out", str(out), "--steps", "6", *TINY_ARGS]) == 0
     assert "resumed" in capsys.readouterr().err
     assert torch.load(out / "last.pt", weights_only=False)["step"] == 6
 
     assets = tmp_path / "assets"
-    train_codec.ship(out / "best", assets)
+    ship = ["autoencoder", "--out", str(out), "--ship", "--assets", str(assets)]
+    assert train_codec.main(ship) == 0
     assert Codec.load(assets).cfg == best.cfg
     worse = json.loads((assets / "metrics.json").read_text())
     worse["mel_8"] += 1.0
     (out / "best" / "metrics.json").write_text(json.dumps(worse))
-    train_codec.ship(out / "best", assets)  # not better: nothing replaced
+    assert train_codec.main(ship) == 1  # not better: nothing replaced
     assert json.loads((assets / "metrics.json").read_text())["mel_8"] == worse["mel_8"] - 1.0
 
 
 def test_pitch_loss_charges_a_wrong_note_not_a_detuned_one():
-    from engine.train.codec import pitch_loss
+    from engine.codec.losses import pitch_loss
     t = torch.arange(24_000) / 24_000
-    tone = lambda f: 0.1 * torch.sin(2 * torch.pi * f * t)[None]  # noqa: E731
+    def tone(f):
+        return 0.1 * torch.sin(2 * torch.pi * f * t)[None]
     a4 = tone(440.0)
     assert float(pitch_loss(a4, a4, 24_000)) == 0.0
     semitone, detuned = float(pitch_loss(a4, tone(466.16), 24_000)), float(pitch_loss(a4, tone(441.0), 24_000))
@@ -48,18 +50,20 @@ def test_pitch_loss_charges_a_wrong_note_not_a_detuned_one():
 def test_pitch_loss_from_a_lower_note_hears_a_bass_line_a_semitone_off():
     """A2 (110 Hz) sits below the default C3 bands, which see only the edge of its spectral peak; ``low=36`` gives it
     a band of its own."""
-    from engine.train.codec import pitch_loss
+    from engine.codec.losses import pitch_loss
     t = torch.arange(24_000) / 24_000
-    tone = lambda f: 0.1 * torch.sin(2 * torch.pi * f * t)[None]  # noqa: E731
+    def tone(f):
+        return 0.1 * torch.sin(2 * torch.pi * f * t)[None]
     a2, b_flat2 = tone(110.0), tone(116.54)
     assert float(pitch_loss(a2, a2, 24_000, low=36)) == 0.0
     assert float(pitch_loss(a2, b_flat2, 24_000, low=36)) > 2 * float(pitch_loss(a2, b_flat2, 24_000)) > 0
 
 
 def test_phase_loss_charges_a_wrong_frequency_not_a_phase_offset():
-    from engine.train.codec import phase_loss
+    from engine.codec.losses import phase_loss
     t = torch.arange(24_000) / 24_000
-    tone = lambda f, phi=0.0: 0.1 * torch.sin(2 * torch.pi * f * t + phi)[None]  # noqa: E731
+    def tone(f, phi=0.0):
+        return 0.1 * torch.sin(2 * torch.pi * f * t + phi)[None]
     a4 = tone(440.0)
     assert float(phase_loss(a4, a4)) < 1e-2
     offset, semitone = float(phase_loss(a4, tone(440.0, 1.0))), float(phase_loss(a4, tone(466.16)))
@@ -75,7 +79,7 @@ def test_fine_tuning_a_saved_istft_codec_with_the_pitch_loss_renames_its_codes(t
         saved.quantizer.init_from(saved.encoder(0.1 * torch.randn(2, 1, 9600)))
     saved.save(init)
     out = tmp_path / "ft"
-    args = ["--data", str(tiny_corpus), "--out", str(out), "--init", str(init), "--pitch-weight", "1",
+    args = ["autoencoder", "--data", str(tiny_corpus), "--out", str(out), "--init", str(init), "--pitch-weight", "1",
             "--lr", "1e-4", "--final-lr", "1e-5", "--batch", "2", "--seconds", "0.2", "--eval-every", "2",
             "--eval-clips", "1", "--ckpt-every", "2"]
     with __import__("pytest").raises(SystemExit, match="--version"):

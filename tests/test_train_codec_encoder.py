@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from engine.codec import Codec, CodecConfig
-from engine.train import codec_encoder
+from engine.train import codec as train_codec
+from engine.train.codec import distil
 
 from .conftest import save_tiny_codec
 
@@ -30,8 +31,8 @@ def test_patch_must_be_a_product_of_leading_strides():
 
 def test_student_keeps_the_teachers_later_layers(teacher_dir):
     teacher = Codec.load(teacher_dir)
-    student = codec_encoder.make_student(teacher, 8, 8).eval()
-    cut_t = codec_encoder.teacher_front_layers(teacher, 2)
+    student = distil.make_student(teacher, 8, 8).eval()
+    cut_t = distil.teacher_front_layers(teacher, 2)
     h = torch.randn(1, teacher.cfg.width(2), 60)
     with torch.no_grad():
         assert torch.equal(student.encoder.convs[student.encoder.front_layers:](h), teacher.encoder.convs[cut_t:](h))
@@ -44,17 +45,17 @@ def test_student_keeps_the_teachers_later_layers(teacher_dir):
 
 def test_distillation_learns_the_front_end_resumes_and_ships_only_if_good(tiny_corpus, teacher_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["--teacher", str(teacher_dir), "--data", str(tiny_corpus), "--out", str(out), *ARGS]
-    assert codec_encoder.main([*common, "--steps", "40", "--front-steps", "40", "--eval-every", "4"]) == 0
+    common = ["distil", "--teacher", str(teacher_dir), "--data", str(tiny_corpus), "--out", str(out), *ARGS]
+    assert train_codec.main([*common, "--steps", "40", "--front-steps", "40", "--eval-every", "4"]) == 0
     hist = torch.load(out / "last.pt", weights_only=False)["history"]
     assert len(hist) == 10
     first, last = hist[0]["valid_front_nmse"], hist[-1]["valid_front_nmse"]
     assert last < 0.8 * first, (first, last)  # on held-out audio, the front end approaches the teacher's activation
 
-    assert codec_encoder.main([*common, "--steps", "44", "--front-steps", "40", "--eval-every", "4"]) == 0
+    assert train_codec.main([*common, "--steps", "44", "--front-steps", "40", "--eval-every", "4"]) == 0
     assert "resumed" in capsys.readouterr().err
     ck = torch.load(out / "last.pt", weights_only=False)
-    assert ck["step"] == 44 and ck["history"][-1]["latent_nmse"] == ck["history"][-1]["latent_nmse"]  # not NaN
+    assert ck["step"] == 44 and ck["history"][-1]["train_loss"] == ck["history"][-1]["train_loss"]  # not NaN
     student = Codec.load(out / "best")
     assert student.cfg.encoder_patch == 8 and student.cfg.version == "tiny-v1"
     x = torch.randn(1, 24_000) * 0.1
@@ -65,11 +66,11 @@ def test_distillation_learns_the_front_end_resumes_and_ships_only_if_good(tiny_c
     Codec.load(teacher_dir).save(assets)  # the shipped codec is the teacher
     metrics["mel_8"] = metrics["teacher_mel_8"] + 0.1
     (out / "best" / "metrics.json").write_text(json.dumps(metrics))
-    assert codec_encoder.main(["--ship", str(out / "best"), "--assets", str(assets)]) == 1
+    assert train_codec.main(["distil", "--out", str(out), "--ship", "--assets", str(assets)]) == 1
     assert Codec.load(assets).cfg.encoder_patch == 1
     metrics["mel_8"] = metrics["teacher_mel_8"]
     (out / "best" / "metrics.json").write_text(json.dumps(metrics))
-    assert codec_encoder.main(["--ship", str(out / "best"), "--assets", str(assets)]) == 0
+    assert train_codec.main(["distil", "--out", str(out), "--ship", "--assets", str(assets)]) == 0
     shipped = Codec.load(assets)
     assert shipped.cfg.encoder_patch == 8 and shipped.cfg.encoder_version == f"patch8-s{metrics['step']}"
     assert torch.equal(shipped.encode(x), student.encode(x))
@@ -78,5 +79,5 @@ def test_distillation_learns_the_front_end_resumes_and_ships_only_if_good(tiny_c
     with torch.no_grad():
         next(changed.decoder.parameters()).add_(0.5)
     changed.save(assets)
-    assert codec_encoder.main(["--ship", str(out / "best"), "--assets", str(assets)]) == 1
+    assert train_codec.main(["distil", "--out", str(out), "--ship", "--assets", str(assets)]) == 1
     assert Codec.load(assets).cfg.encoder_patch == 1

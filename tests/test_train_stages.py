@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.generate import Cantus, Request, Segment, Settings
+from engine import Cantus, Request, Segment, Settings
 from engine.lm.model import StageLM
 from engine.train import stage, tokenize
 
@@ -54,7 +54,7 @@ def test_a_grown_corpus_tokenises_only_its_new_clips(tiny_corpus, tiny_assets, s
     corpus from scratch."""
     from engine.codec import Codec
     from engine.data.build import build
-    from engine.train import mulan as train_mulan
+    from engine.train.mulan import features as train_mulan
 
     corpus = tmp_path / "corpus"
     shutil.copytree(tiny_corpus, corpus)
@@ -93,7 +93,7 @@ def test_the_rebuild_command_trains_stages_of_the_shipped_shapes():
     """``engine.train.all`` rebuilds the shipped stages from scratch; it must train the architecture that ships."""
     from pathlib import Path
 
-    from engine.train.all import SHIPPED_SHAPES
+    from engine.train.all import STAGE_SHAPES as SHIPPED_SHAPES
 
     shipped = Path(__file__).resolve().parent.parent / "assets" / "stages"
     if not (shipped / "coarse.json").exists():

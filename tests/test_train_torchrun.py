@@ -22,7 +22,7 @@ def torchrun(module: str, *args: str, timeout: float = 300) -> subprocess.Comple
 def test_codec_training_under_torchrun_stops_on_its_budget(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     # --steps far beyond what 0.25 min allows: the budget ends the run; tiny steps make the ranks' clocks disagree
-    r = torchrun("engine.train.codec", "--data", str(tiny_corpus), "--out", str(out), "--steps", "100000",
+    r = torchrun("engine.train.codec", "autoencoder", "--data", str(tiny_corpus), "--out", str(out), "--steps", "100000",
                  "--minutes", "0.25", *TINY_ARGS)
     assert r.returncode == 0, r.stderr[-2000:]
     ck = torch.load(out / "last.pt", weights_only=False)

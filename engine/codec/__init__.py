@@ -3,4 +3,4 @@ from .model import Codec, CodecConfig, CodecOutput
 
 DEFAULT_DIR = "assets/codec"
 
-__all__ = ["Codec", "CodecConfig", "CodecOutput", "DEFAULT_DIR"]
+__all__ = ["DEFAULT_DIR", "Codec", "CodecConfig", "CodecOutput"]

@@ -143,7 +143,7 @@ class ISTFTDecoder(nn.Module):
 
     def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
         """[B, T, overlap * hop] -> [B, T + overlap - 1, hop]: frame t's k-th hop lands on block t + k."""
-        T, o = frames.shape[1], self.overlap
+        o = self.overlap
         segs = frames.unflatten(-1, (o, self.hop))
         return sum(nn.functional.pad(segs[:, :, k], (0, 0, k, o - 1 - k)) for k in range(o))
 

@@ -10,19 +10,18 @@ Interface shared by every Cantus tokenizer: ``encode``, ``decode``, ``sample_rat
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..weights import load_weights, read_config, save_model
 from .conv import CausalConv1d, CausalConvTranspose1d, ResUnit
-from .logfreq import LogFreqFront
 from .quantizer import QuantizedResult, ResidualVQ
 
-WEIGHTS = "codec.safetensors"
-CONFIG = "codec.json"
+NAME = "codec"
+WEIGHTS = f"{NAME}.safetensors"
 
 
 @dataclass
@@ -40,7 +39,6 @@ class CodecConfig:
     encoder_patch: int = 1  # > 1: a learned front end at sample_rate / patch replaces the leading encoder stages ...
     encoder_patch_channels: int = 64  # ... (whose strides multiply to patch), this wide; see Encoder
     encoder_version: str = ""  # set when the encoder is distilled (its codes approximate the version's)
-    encoder_spectral: int = 0  # > 0: semitone bins of a causal log-frequency spectrum added to the encoder's frames
     quantizer_dropout: float = 0.5
     version: str = "0"  # names the token space: stages trained on these codes check it
     decoder: str = "conv"  # "conv": mirrored transposed convolutions; "istft": engine.codec.istft (frame rate)
@@ -68,7 +66,7 @@ class CodecConfig:
             raise ValueError(f"unknown decoder {self.decoder!r}")
         if self.sample_rate % self.hop:
             raise ValueError(f"hop {self.hop} must divide sample rate {self.sample_rate}")
-        self.patch_stages  # validates encoder_patch
+        _ = self.patch_stages  # validates encoder_patch
 
     @property
     def patch_stages(self) -> int:
@@ -102,11 +100,8 @@ class Encoder(nn.Module):
     at sample_rate / p from the start: a stride-p convolution (kernel 2p) to ``encoder_patch_channels``, residual
     units, ELU and a 1x1 convolution to the width the next stage expects. The full stack spends most of its time in
     its first stages (many samples, few channels; ELU alone was 27% of the ONNX encoder); the patch front end is
-    distilled from a trained full encoder (``engine.train.codec_encoder``) and keeps every later layer, so its codes
-    live in the same token space.
-
-    With ``cfg.encoder_spectral = n > 0``, ``engine.codec.logfreq.LogFreqFront`` (n semitone bins) is added to the
-    frame-rate features before the LSTM: the pitch resolution the sample-domain stages lack."""
+    distilled from a trained full encoder (``engine.train.codec distil``) and keeps every later layer, so its codes
+    live in the same token space."""
 
     def __init__(self, cfg: CodecConfig):
         super().__init__()
@@ -125,14 +120,11 @@ class Encoder(nn.Module):
             layers += [nn.ELU(), CausalConv1d(c, cfg.width(i + 1), 2 * s, stride=s)]
             c = cfg.width(i + 1)
         self.convs = nn.Sequential(*layers)
-        self.spectral = LogFreqFront(cfg.encoder_spectral, c, cfg.hop, cfg.sample_rate) if cfg.encoder_spectral else None
         self.lstm = _FrameLSTM(c) if cfg.lstm else None
         self.out = nn.Sequential(nn.ELU(), CausalConv1d(c, cfg.dim, 3))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:  # [B, 1, T*hop] -> [B, D, T]
         h = self.convs(audio)
-        if self.spectral is not None:
-            h = h + self.spectral(audio)
         if self.lstm is not None:
             h, _ = self.lstm(h)
         return self.out(h)
@@ -294,24 +286,11 @@ class Codec(nn.Module):
         return y[:, 0], state
 
     # ---- persistence
-    def save(self, directory: str | Path, fp16: bool = True) -> None:
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        sd = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in self.state_dict().items()}
-        save_file(sd, str(d / WEIGHTS), metadata={"version": self.cfg.version})
-        (d / CONFIG).write_text(json.dumps(asdict(self.cfg), indent=1))
+    def save(self, directory: str | Path) -> None:
+        save_model(self, directory, NAME, metadata={"version": self.cfg.version})
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> "Codec":
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        if not (d / WEIGHTS).is_file():
-            raise FileNotFoundError(f"no codec weights in {d} (expected {WEIGHTS}); train with python -m engine.train.codec")
-        cfg = CodecConfig(**json.loads((d / CONFIG).read_text()))
-        model = cls(cfg)
-        sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(d / WEIGHTS)).items()}
-        model.load_state_dict(sd, strict=True)
+    def load(cls, directory: str | Path, device: str = "cpu") -> Codec:
+        model = cls(read_config(CodecConfig, directory, NAME, "codec", "; train with python -m engine.train.codec"))
+        model.load_state_dict(load_weights(Path(directory) / WEIGHTS), strict=True)
         return model.to(device).eval()

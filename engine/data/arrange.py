@@ -93,7 +93,7 @@ def _place(notes: list[Note], low: int, high: int, base_shift: int) -> int:
 def _voicing(ch: Chord, centre: int, n: int = 3) -> list[int]:
     """Close-position voicing of a chord, its lowest note nearest to ``centre - 4``."""
     pcs = list(ch.pitch_classes)
-    root = min((centre - 4 + d for d in range(12) if (centre - 4 + d) % 12 == pcs[0]))
+    root = min(centre - 4 + d for d in range(12) if (centre - 4 + d) % 12 == pcs[0])
     out, p = [], root
     for i in range(max(n, len(pcs))):
         pc = pcs[i % len(pcs)]
@@ -110,7 +110,7 @@ def _comp(pattern: str, chords: list[Chord], slot: float, bar_ql: float, beat_ql
     for i, ch in enumerate(chords):
         t0 = i * slot
         v = _voicing(ch, centre, 4 if len(ch.pitch_classes) == 4 else 3)
-        beats = [t0 + b * beat_ql for b in range(int(round(slot / beat_ql)))]
+        beats = [t0 + b * beat_ql for b in range(round(slot / beat_ql))]
         if pattern == "block":
             notes += [Note(p, t0, slot * 0.95, vel) for p in v]
         elif pattern == "pad":
@@ -176,7 +176,7 @@ def _bass(pattern: str, chords: list[Chord], slot: float, beat_ql: float, vel: i
             notes += [Note(root, float(b), 0.45, vel - (0 if b % 1 == 0 else 10))
                       for b in np.arange(t0, t0 + slot - 1e-6, 0.5)]
         elif pattern == "walking":
-            n = int(round(slot / beat_ql))
+            n = round(slot / beat_ql)
             third = root + (ch.pitch_classes[1] - ch.root) % 12
             tones = [root, third, fifth] + ([root + 12] if root + 12 <= low + 24 else [])
             tgt = low + (nxt.root - low) % 12
@@ -214,7 +214,7 @@ def _swing_warp(t: np.ndarray, amount: float, unit: float) -> np.ndarray:
     return k * unit + r2
 
 
-def arrange(mel: Melody, spec: "ClipSpec") -> Arrangement:
+def arrange(mel: Melody, spec: ClipSpec) -> Arrangement:
     style, mood = STYLES[spec.style], MOODS[spec.mood]
     rng = np.random.default_rng([spec.seed, spec.index, 7])
     sec_per_ql = 60.0 / spec.tempo / mel.beat_ql

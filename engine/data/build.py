@@ -41,7 +41,7 @@ N_CAPTIONS = 3
 
 def melody_track(notes, duration: float, rate: int = FRAME_RATE) -> list[int]:
     """MIDI pitch sounding at the centre of each 1/rate-second frame (0 where the lead is silent)."""
-    n = int(round(duration * rate))
+    n = round(duration * rate)
     track = np.zeros(n, dtype=int)
     centres = (np.arange(n) + 0.5) / rate
     for note in sorted(notes, key=lambda x: x.start):  # later notes win overlaps

@@ -118,7 +118,7 @@ SHORT_ASPECTS = ("style", "lead", "tempo_bucket", "mode", "mood")
 def make_short_prompt(tags: dict, rng: np.random.Generator) -> tuple[str, dict]:
     """A short prompt naming one to three of the clip's aspects, as users type them ("slow music featuring a flute"),
     and the aspects it names ({aspect: value}, values as in the tags; "lead" is the lead instrument's name). Every
-    clip sharing those values fits the prompt just as well; ``engine.train.mulan_text`` uses that."""
+    clip sharing those values fits the prompt just as well; ``engine.train.mulan text`` uses that."""
     def pick(seq):
         return seq[int(rng.integers(len(seq)))]
 

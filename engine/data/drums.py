@@ -14,20 +14,20 @@ Hit = tuple[float, int, int]
 
 
 def _grid(bar_ql: float, step: float) -> list[float]:
-    return [i * step for i in range(int(round(bar_ql / step)))]
+    return [i * step for i in range(round(bar_ql / step))]
 
 
 def _simple_backbeat(bar_ql: float, beat_ql: float, hat_step: float, kick_pos: list[float], vel: int) -> list[Hit]:
     hits: list[Hit] = [(p, HAT, vel - 20 + (8 if (p / beat_ql) % 1 == 0 else 0)) for p in _grid(bar_ql, hat_step)]
     hits += [(p, KICK, vel) for p in kick_pos if p < bar_ql]
-    beats = int(round(bar_ql / beat_ql))
+    beats = round(bar_ql / beat_ql)
     backbeats = [1, 3] if beats == 4 else ([1] if beats == 2 else [1, 2])
     hits += [(b * beat_ql, SNARE, vel) for b in backbeats]
     return hits
 
 
 def groove(name: str, bar: int, bar_ql: float, beat_ql: float, vel: int, rng: np.random.Generator) -> list[Hit]:
-    beats = int(round(bar_ql / beat_ql))
+    beats = round(bar_ql / beat_ql)
     compound = beat_ql == 1.5
     hits: list[Hit] = []
     if name == "none":

@@ -43,7 +43,7 @@ class Melody:
 
     @property
     def beats_per_bar(self) -> int:
-        return int(round(self.bar_ql / self.beat_ql))
+        return round(self.bar_ql / self.beat_ql)
 
     @property
     def meter(self) -> str:
@@ -66,7 +66,7 @@ class Melody:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Melody":
+    def from_json(cls, d: dict) -> Melody:
         d = dict(d)
         d["notes"] = [Note(int(p), float(s), float(u)) for p, s, u in d["notes"]]
         d["voices"] = [[Note(int(p), float(s), float(u)) for p, s, u in v] for v in d["voices"]]
@@ -161,6 +161,14 @@ def corpus_paths(collections=COLLECTIONS) -> list[str]:
 
     paths = sorted(str(p) for p in corpus.getPaths())
     return [p for p in paths if any(f"/{c}/" in p for c in collections)]
+
+
+def quick_score_paths() -> list[str]:
+    """A few dozen small scores (8 Bach chorales, 30 of Ryan's Mammoth, one Essen test file) that parse in seconds:
+    the corpus of the test suite and of the tiny rebuild."""
+    paths = corpus_paths()
+    pick = [p for p in paths if "/bach/" in p][:8] + [p for p in paths if "/ryansMammoth/" in p][:30]
+    return pick + [p for p in paths if p.endswith("essenFolksong/test0.abc")]
 
 
 @dataclass

@@ -94,7 +94,7 @@ def _families(style) -> list[str]:
     return fam
 
 
-def _pick_program(rng: np.random.Generator, options: tuple[int, ...], avoid: set[int]) -> int:
+def pick_program(rng: np.random.Generator, options: tuple[int, ...], avoid: set[int]) -> int:
     choices = [p for p in options if p not in avoid] or list(options)
     return int(choices[rng.integers(len(choices))])
 
@@ -135,11 +135,11 @@ def plan_clip(index: int, seed: int, pool: MelodyPool, duration: float = 10.0) -
     last_start = max(0, melody.n_bars - bars_needed)
     start_bar = int(rng.integers(0, last_start // 2 + 1)) * 2
 
-    lead = _pick_program(rng, style.lead, set())
-    harmony = _pick_program(rng, style.harmony, {lead})
-    bass = _pick_program(rng, style.bass, {lead, harmony}) if style.bass else None
-    drums = _pick_program(rng, style.drums, set()) if style.drums and rng.random() < 0.9 else None
-    pad = _pick_program(rng, style.pad, {lead, harmony}) if style.pad and rng.random() < 0.5 else None
+    lead = pick_program(rng, style.lead, set())
+    harmony = pick_program(rng, style.harmony, {lead})
+    bass = pick_program(rng, style.bass, {lead, harmony}) if style.bass else None
+    drums = pick_program(rng, style.drums, set()) if style.drums and rng.random() < 0.9 else None
+    pad = pick_program(rng, style.pad, {lead, harmony}) if style.pad and rng.random() < 0.5 else None
     # gentle moods are never played loud, forceful ones never soft
     dyn_weights = {"soft": 0.0 if mood.velocity > 95 else 1.0 + (mood.velocity < 75) * 2, "medium": 2.0,
                    "loud": 0.0 if mood.velocity < 75 else 1.0 + (mood.velocity > 95) * 2}

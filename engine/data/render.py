@@ -89,10 +89,10 @@ class Renderer:
             s.cc(ch, 10, track.pan)
             s.cc(ch, 7, 100)
             for n in track.notes:
-                events.append((int(round(n.start * self.sample_rate)), 1, ch, n.pitch, n.velocity))
-                events.append((int(round(n.end * self.sample_rate)), 0, ch, n.pitch, 0))
+                events.append((round(n.start * self.sample_rate), 1, ch, n.pitch, n.velocity))
+                events.append((round(n.end * self.sample_rate), 0, ch, n.pitch, 0))
         events.sort()
-        total = int(round(arr.duration * self.sample_rate))
+        total = round(arr.duration * self.sample_rate)
         chunks, pos = [], 0
         for t, is_on, ch, pitch, vel in events:
             t = min(t, total)

@@ -67,7 +67,7 @@ class Chord:
               "maj7": (0, 4, 7, 11), "min7": (0, 3, 7, 10)}[self.quality]
         return tuple((self.root + i) % 12 for i in iv)
 
-    def with_sevenths(self, tonic: int, mode: str) -> "Chord":
+    def with_sevenths(self, tonic: int, mode: str) -> Chord:
         """The diatonic seventh chord on the same root (jazz / bossa voicing)."""
         rel = (self.root - tonic) % 12
         if self.quality == "maj":

@@ -47,7 +47,7 @@ def render_voice(notes: list[TimedNote], duration: float, kind: str, sample_rate
     n_ctrl = int(np.ceil(duration * CONTROL_RATE)) + 1
     pitches = np.array([n.pitch for n in notes]) if notes else np.array([60])
     centre = {"hum": rng.choice([50, 62]), "sing": rng.choice([52, 64]), "whistle": rng.choice([79, 84])}[kind]
-    octave = int(round((centre - np.median(pitches)) / 12)) * 12
+    octave = round((centre - np.median(pitches)) / 12) * 12
 
     midi = np.full(n_ctrl, np.nan)
     gain = np.zeros(n_ctrl)
@@ -94,7 +94,7 @@ def render_voice(notes: list[TimedNote], duration: float, kind: str, sample_rate
     midi = midi + drift
 
     sr = sample_rate
-    n = int(round(duration * sr))
+    n = round(duration * sr)
     t = np.arange(n) / sr
     voiced_ctrl = ~np.isnan(midi)
     f0_ctrl = np.where(voiced_ctrl, 440.0 * 2 ** ((np.nan_to_num(midi, nan=60) - 69) / 12), 0.0)

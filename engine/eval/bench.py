@@ -4,23 +4,20 @@
 differences: how a candidate model is judged before it replaces a shipped one), ``longform [--seconds S] [--hums]`` (drift
 from the prompt and window joins of long clips, ``engine.eval.longform``), ``textonly [--prompts N] [--seeds OFFSET ...]
 [--rows FILE] [--against FILE ...]`` (text-only prompt adherence on many prompts, paired: ``engine.eval.textonly``),
-``probe [--train-clips N] [--kinds melody mix]`` (how much of the original's pitch each codec representation still
-carries: ``engine.eval.codec_probe``), ``oracle [--clips N] [--steps S] [--kinds melody mix]`` (how much pitch the
-frozen quantizer and decoder can render when the codes are chosen by analysis by synthesis: ``engine.eval.codec_oracle``),
 ``codecpair --b DIR [--a DIR] [--rows FILE]`` (``codec``'s quality measures for two codecs on the same clips, paired:
 ``engine.eval.codec_pair``) and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
 (PESTO on both, frames where the original is confidently pitched), on the mix and on the clip's monophonic voice-like
-rendition of its melody (a melody alone, as the issue's "pitch of reconstructed melodies" reads; PESTO is a
+rendition of its melody (a melody alone; PESTO is a
 monophonic tracker, so on a mix it follows whichever note dominates), for Cantus and for Opus at each bitrate, so
 the pitch target is read against a reference codec on the same frames; codebook usage and perplexity per level;
 and encode + decode speed of onnxruntime and eager torch on the same 10 s, in one run.
 
 melody: the hum tracker (``engine.melody``) on the test split's voice-like renditions (hummed, whistled or sung, with
 vibrato and detuning): the share of the score's voiced frames whose tracked 25 Hz token (pitch class) is the score's,
-over all clips and per voice; tracked-as-unvoiced counts as a miss. The conditioning issue's target is 85%.
+over all clips and per voice; tracked-as-unvoiced counts as a miss.
 """
 from __future__ import annotations
 
@@ -40,7 +37,7 @@ import soundfile as sf
 import torch
 
 from ..audio import resample
-from .metrics import mel_distance
+from .metrics import mel_distance, pitch_agreement, pitch_track
 
 
 def opus_roundtrip(x: np.ndarray, sr: int, kbps: float) -> np.ndarray:
@@ -65,25 +62,12 @@ def _align(x: np.ndarray, y: np.ndarray, max_lag: int = 2000) -> np.ndarray:
     return np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
 
 
-def _pitch(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    import pesto
-
-    _, f0, conf, _ = pesto.predict(torch.from_numpy(x), sr, step_size=20.0)
-    return 69 + 12 * np.log2(np.maximum(f0.numpy(), 1e-3) / 440), conf.numpy()
-
-
-def _pitch_agreement(tally: list[int], ref: tuple[np.ndarray, np.ndarray], rec: np.ndarray, sr: int) -> None:
-    """Add (frames within half a semitone, frames) over the frames where the reference (``_pitch`` of the original)
-    is confidently pitched."""
-    p_ref, c_ref = ref
-    p_rec, _ = _pitch(rec, sr)
-    n = min(len(p_ref), len(p_rec))
-    sure = c_ref[:n] > 0.9
-    tally[0] += int(np.sum(np.abs(p_ref[:n][sure] - p_rec[:n][sure]) < 0.5))
-    tally[1] += int(sure.sum())
-
-
 OPUS_KBPS = (6, 12, 24)
+
+
+def _add(tally: list[int], counts: tuple[int, int]) -> None:
+    tally[0] += counts[0]
+    tally[1] += counts[1]
 
 
 def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | None) -> dict:
@@ -109,18 +93,18 @@ def bench_codec(corpus: Path, n_clips: int, model_dir: Path, onnx_dir: Path | No
         ex = ds[int(i)]
         x = ex.audio
         xt = torch.from_numpy(x)
-        ref = _pitch(x, sr)
+        ref = pitch_track(x, sr)
         for k in OPUS_KBPS:
             y = opus_roundtrip(x, sr, k)
             dist[f"opus_{k}kbps"].append(float(mel_distance(xt, torch.from_numpy(y))))
-            _pitch_agreement(pitch[f"opus_{k}kbps"]["mix"], ref, y, sr)
+            _add(pitch[f"opus_{k}kbps"]["mix"], pitch_agreement(ref, y, sr))
         codes_all.append(codec.encode(xt[None])[0])
         v = ref_v = None
         if ex.voice is not None:
             v = resample(ex.voice, ex.voice_rate, sr).astype(np.float32)
-            ref_v = _pitch(v, sr)
+            ref_v = pitch_track(v, sr)
             for k in OPUS_KBPS:
-                _pitch_agreement(pitch[f"opus_{k}kbps"]["melody"], ref_v, opus_roundtrip(v, sr, k), sr)
+                _add(pitch[f"opus_{k}kbps"]["melody"], pitch_agreement(ref_v, opus_roundtrip(v, sr, k), sr))
         row = clip_row(codec, semantic, xt, ref, None if v is None else torch.from_numpy(v), ref_v)
         dist["cantus_4kbps"].append(row["mel_8"])
         dist["cantus_2kbps"].append(row["mel_4"])
@@ -174,9 +158,10 @@ def _speed(codec, onnx_dir: Path | None, seconds: float = 10.0, repeats: int = 3
 
 
 def bench_melody(corpus: Path, n_clips: int) -> dict:
+    from tqdm import tqdm
+
     from ..data.dataset import CorpusDataset
     from ..melody import MelodyError, melody_from_audio, tokens_from_midi
-    from tqdm import tqdm
     ds = CorpusDataset(str(corpus), "test", load_voice=True)
     tally: dict[str, list[int]] = {}
     failed = 0
@@ -283,21 +268,6 @@ def main(argv=None) -> int:
     t.add_argument("--against", type=Path, nargs="+", default=None,
                    help="rows files of the same prompts and seeds to pair with")
     t.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
-    pr = sub.add_parser("probe", help="how much of the original's pitch each codec representation still carries")
-    pr.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
-    pr.add_argument("--train-clips", type=int, default=400)
-    pr.add_argument("--clips", type=int, default=50, help="test clips (spread over the split as codec picks them)")
-    pr.add_argument("--kinds", nargs="+", choices=("melody", "mix"), default=["melody", "mix"])
-    pr.add_argument("--steps", type=int, default=1000, help="training steps per probe")
-    pr.add_argument("--model", type=Path, default=Path("assets/codec"))
-    pr.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
-    o = sub.add_parser("oracle", help="how much pitch the frozen quantizer and decoder can render (analysis by synthesis)")
-    o.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
-    o.add_argument("--clips", type=int, default=10, help="test clips (every 5th of those codec scores)")
-    o.add_argument("--steps", type=int, default=100, help="gradient steps on each clip's latent")
-    o.add_argument("--kinds", nargs="+", choices=("melody", "mix"), default=["melody"])
-    o.add_argument("--model", type=Path, default=Path("assets/codec"))
-    o.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     cp = sub.add_parser("codecpair", help="two codecs' round trips on the same test clips, paired")
     cp.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     cp.add_argument("--clips", type=int, default=50)
@@ -312,28 +282,7 @@ def main(argv=None) -> int:
     m.add_argument("--clips", type=int, default=100)
     m.add_argument("--append", type=Path, default=None, help="append the markdown line to this file")
     a = ap.parse_args(argv)
-    if a.what == "probe":
-        from . import codec_probe
-        try:
-            r = codec_probe.run(a.corpus, a.train_clips, a.clips, a.kinds, a.model, a.steps)
-        except (ValueError, FileNotFoundError) as e:
-            ap.error(f"probe: {e}")
-        text = codec_probe.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()),
-                                    a.steps)
-    elif a.what == "oracle":
-        from tqdm import tqdm
-
-        from . import codec_oracle
-        if a.clips < 1 or a.steps < 1:
-            ap.error(f"oracle: --clips and --steps must be >= 1, got {a.clips} and {a.steps}")
-        bar = tqdm(total=a.clips * len(a.kinds), desc="oracle clips")
-        try:
-            r = codec_oracle.run(a.corpus, a.clips, a.steps, a.kinds, a.model, progress=lambda *_: bar.update(1))
-        except (ValueError, FileNotFoundError) as e:
-            ap.error(f"oracle: {e}")
-        bar.close()
-        text = codec_oracle.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
-    elif a.what == "codecpair":
+    if a.what == "codecpair":
         from tqdm import tqdm
 
         from . import codec_pair

@@ -7,10 +7,9 @@ levels (4 and 2 kbps), and PESTO agreement (frames within half a semitone, over 
 the mix's and of the voice-like rendition's round trips. The summary gives each measure's mean for A and B and the
 paired difference B - A (clip mean +- standard error, median), agreement also pooled over frames as ``bench codec``
 reports it, the clips where B's mel distance is most worse, and how loud each codec returns two seconds of digital
-silence (the session-42 tuned encoder turned a silent lead-in into -50 dBFS hiss). The melody's agreement is also
-split (``melody_tallies``) into held notes and the frames within 40 ms of a note change in the original, with the share
-of frames an octave (or a twelfth, or two octaves) off: session 50 found 40% of the then shipped codec's misses on
-held notes an octave off, and the note changes at 50% where held notes were at 71%. Both codecs' decoders read the
+silence (a tuned encoder once turned a silent lead-in into -50 dBFS hiss). The melody's agreement is also split
+(``melody_tallies``) into held notes and the frames within 40 ms of a note change in the original, with the share
+of frames an octave (or a twelfth, or two octaves) off: where a codec loses the melody, not only how much. Both codecs' decoders read the
 semantic ids of ``--semantic`` when they read any.
 """
 from __future__ import annotations
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .metrics import mel_distance, pitch_agreement, pitch_track
 
 MEASURES = ("mel_8", "mel_4", "agree_mix", "agree_melody", "agree_melody_held", "agree_melody_change",
             "octave_melody")
@@ -36,8 +37,8 @@ def _codec(model_dir: Path):
 
 
 def melody_tallies(ref: tuple[np.ndarray, np.ndarray], rec: np.ndarray) -> dict:
-    """The original's ``bench._pitch`` track and the round trip's MIDI pitch per frame -> (hits, frames) tallies over
-    the original's confident frames: ``agree_melody`` (within half a semitone, as ``bench._pitch_agreement``),
+    """The original's ``metrics.pitch_track`` track and the round trip's MIDI pitch per frame -> (hits, frames) tallies over
+    the original's confident frames: ``agree_melody`` (within half a semitone, as ``metrics.pitch_agreement``),
     ``agree_melody_held`` / ``agree_melody_change`` (frames farther than / within ``CHANGE_FRAMES`` of a change of more
     than half a semitone in the original) and ``octave_melody`` (frames off by one of ``OCTAVES``, within half a
     semitone)."""
@@ -62,21 +63,18 @@ def melody_tallies(ref: tuple[np.ndarray, np.ndarray], rec: np.ndarray) -> dict:
 
 def clip_row(codec, semantic, x: torch.Tensor, ref_mix, voice: torch.Tensor | None = None, ref_voice=None) -> dict:
     """One clip through one codec, as ``bench codec`` scores it: ``x`` [N] the mix, ``voice`` [N'] its rendition at
-    the codec's rate (or None); ``ref_*`` the originals' ``bench._pitch`` tracks -> mel distances at 8 and 4 levels
+    the codec's rate (or None); ``ref_*`` the originals' ``metrics.pitch_track`` tracks -> mel distances at 8 and 4 levels
     and (agreeing, confident) frame tallies of the mix's and (``melody_tallies``) the rendition's 8-level round trips."""
-    from .bench import _pitch, _pitch_agreement
-    from .metrics import mel_distance
-
     sr = codec.sample_rate
     sem = semantic if codec.conditioned else None
     with torch.no_grad():
         y8 = codec.reconstruct(x[None], semantic=sem)[0]  # aligned: the decoder's fixed delay removed
         row = {"mel_8": float(mel_distance(x, y8)),
                "mel_4": float(mel_distance(x, codec.reconstruct(x[None], n_q=4, semantic=sem)[0])),
-               "agree_mix": [0, 0]}
-        _pitch_agreement(row["agree_mix"], ref_mix, y8.numpy(), sr)
+               }
+        row["agree_mix"] = list(pitch_agreement(ref_mix, y8.numpy(), sr))
         if voice is not None:
-            row.update(melody_tallies(ref_voice, _pitch(codec.reconstruct(voice[None], semantic=sem)[0].numpy(), sr)[0]))
+            row.update(melody_tallies(ref_voice, pitch_track(codec.reconstruct(voice[None], semantic=sem)[0].numpy(), sr)[0]))
     return row
 
 
@@ -117,7 +115,6 @@ def summary(rows: list[dict]) -> dict:
 def run(corpus: Path, n_clips: int, a_dir: Path, b_dir: Path, semantic_dir: Path | None, progress=None) -> dict:
     from ..audio import resample
     from ..data.dataset import CorpusDataset
-    from .bench import _pitch
 
     codecs = {"a": _codec(a_dir), "b": _codec(b_dir)}
     if codecs["a"].sample_rate != codecs["b"].sample_rate:
@@ -136,11 +133,11 @@ def run(corpus: Path, n_clips: int, a_dir: Path, b_dir: Path, semantic_dir: Path
     rows = []
     for i in idx:
         ex = ds[int(i)]
-        x, ref_mix = torch.from_numpy(ex.audio), _pitch(ex.audio, sr)
+        x, ref_mix = torch.from_numpy(ex.audio), pitch_track(ex.audio, sr)
         voice = ref_voice = None
         if ex.voice is not None:
             v = resample(ex.voice, ex.voice_rate, sr).astype(np.float32)
-            voice, ref_voice = torch.from_numpy(v), _pitch(v, sr)
+            voice, ref_voice = torch.from_numpy(v), pitch_track(v, sr)
         rows.append({"clip": ex.id,
                      **{s: clip_row(c, semantic, x, ref_mix, voice, ref_voice) for s, c in codecs.items()}})
         if progress:

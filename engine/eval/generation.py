@@ -16,8 +16,8 @@ asset folders on the same prompts, hums and seeds, with the per-clip differences
   share of outputs whose librosa beat-tracker tempo is within 8% (octave errors counted as misses), and the same
   for the real clips: the tracker's own ceiling on this music (0.6 on 40 test clips).
 
-MCC and the hum measure vary a lot from clip to clip (session 14, session-13 models, 24 clips: per-clip
-MCC of generated clips from -0.07 to 0.65, standard deviation 0.17), so the table gives each mean with its
+MCC and the hum measure vary a lot from clip to clip (per-clip MCC of 24 generated clips from -0.07 to 0.65,
+standard deviation 0.17), so the table gives each mean with its
 standard error (the ratio's: generated clips' standard error over the real clips' mean), and the default is
 48 clips: two disjoint sets of 24 test clips gave MCC ratios of 0.70 and 0.47 for the same models.
 """
@@ -31,9 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import spectral
+from .. import Cantus, GenerationError, Request, Segment, Settings, spectral
 from ..data.dataset import CorpusDataset
-from ..generate import Cantus, GenerationError, Request, Segment, Settings
 from ..melody import MelodyError, melody_from_audio
 
 
@@ -57,7 +56,7 @@ def melody_match(audio: np.ndarray, hum_tokens: np.ndarray) -> tuple[float, floa
     return hit, cos, len(voiced)
 
 
-def _tempo_ok(audio: np.ndarray, bpm: float) -> bool:
+def tempo_ok(audio: np.ndarray, bpm: float) -> bool:
     import librosa
     est = float(np.atleast_1d(librosa.beat.beat_track(y=audio, sr=24_000)[0])[0])
     return abs(est - bpm) <= 0.08 * bpm
@@ -128,10 +127,10 @@ def clip_measures(model: Cantus, judge, ex, hum: np.ndarray | None, seed: int, s
     s = Settings(duration=seconds, seed=seed)
     plain = model.generate(Request([Segment(caption, seconds)], s))
     row = {"real": float(judge.embed_audio(ex.audio, 24_000) @ text),
-           "mcc": float(judge.embed_audio(plain, 24_000) @ text), "tempo_real": _tempo_ok(ex.audio, bpm)}
+           "mcc": float(judge.embed_audio(plain, 24_000) @ text), "tempo_real": tempo_ok(ex.audio, bpm)}
     timed = plain if TEMPO_IN_PROMPT.search(caption.lower()) else \
         model.generate(Request([Segment(f"{caption}, at {bpm} bpm", seconds)], s))
-    row["tempo"] = _tempo_ok(timed, bpm)
+    row["tempo"] = tempo_ok(timed, bpm)
     if hum is None:
         return row
     try:

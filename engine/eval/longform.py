@@ -1,8 +1,8 @@
 """Long-form benchmark, ``python -m engine.eval.bench longform [--clips N] [--seconds S] [--hums] [--append BENCHMARKS.md]``:
 does a long clip keep to its prompt, and do its window joins show?
 
-Long form is made of sliding windows (``engine.generate.window_plan``: windows of up to 10 s, each keeping the last
-5 s of the one before as context; since session 32 a window that another follows stops 1.24 s short, so the first
+Long form is made of sliding windows (``engine.settings.window_plan``: windows of up to 10 s, each keeping the last
+5 s of the one before as context; a window that another follows stops 1.24 s short, so the first
 adds 8.76 s and each later one 3.76 s). For each of N text-only test prompts (the short caption, seed = clip index)
 generated for S seconds (default 60):
 
@@ -18,15 +18,9 @@ generated for S seconds (default 60):
   share of voiced hum frames where the output's dominant pitch class is the hummed one, with the hum and for the
   text-only clip of the same seed (``hum_parts``): does the music keep following the tune past the first window?
 
-Measured on the shipped assets (session 26, 24 prompts of the 10 h build x 60 s; BENCHMARKS.md): MCC by 10 s part
-falls from 0.410 to 0.338 (-0.071 +- 0.032); the envelope jump is 0.387 at joins against 0.298 between them (MuLan
-cosine 0.833 vs 0.839). On the 50 h build's test prompts (session 27): 0.339 -> 0.248 (-0.091 +- 0.036), envelope
-jump 0.441 vs 0.351, bass rise +0.266 at joins vs +0.004 between them (about 2.7 dB under 390 Hz).
-With later windows sampled at MusicLM's temperatures (session 28): 0.339 -> 0.289 (-0.049 +- 0.024), envelope jump
-0.428 vs 0.368, bass rise +0.235 vs -0.021; the level under 390 Hz no longer falls over the minute.
-Starting the acoustic stages of every later window afresh from the semantic ids (no acoustic context) ends the minute
-at 0.409, but its joins jump 0.475 vs 0.291 (cosine 0.777 vs 0.822): the drift rides on the acoustic context, and so
-does the continuity.
+Current numbers: ``BENCHMARKS.md``. What they showed: the drift rides on the acoustic context the windows carry,
+and so does the continuity of the joins (later windows started afresh from the semantic ids drift less but jump
+more at every join).
 """
 from __future__ import annotations
 
@@ -34,7 +28,8 @@ from itertools import pairwise
 
 import numpy as np
 
-from .. import generate as G
+from .. import pipeline as P
+from .. import settings as G
 from .generation import bench_prompts, clip_hum, melody_match, standard_error
 
 PART_S = 10.0  # MCC per part: MuLan's window
@@ -115,7 +110,7 @@ def check_seconds(seconds: float) -> float:
 def bench_longform(corpus, n_clips: int, assets: str = "assets", seconds: float = 60.0, progress=None,
                    hums: bool = False) -> dict:
     check_seconds(seconds)
-    model = G.Cantus.load(assets)
+    model = P.Cantus.load(assets)
     model.warm_up()
     mulan = model.mulan
 

@@ -32,3 +32,24 @@ def mel_distance(ref: torch.Tensor, est: torch.Tensor, sr: int = 24_000, scales=
     n = min(ref.shape[-1], est.shape[-1])
     ref, est = ref[..., :n], est[..., :n]
     return torch.stack([(log_mel(ref, sr, f, m) - log_mel(est, sr, f, m)).abs().mean() for f, m in scales]).mean()
+
+
+def pitch_track(x, sr: int):
+    """PESTO's pitch of a waveform (numpy [T]) every 20 ms -> (MIDI pitch, confidence), numpy arrays."""
+    import numpy as np
+    import pesto
+
+    _, f0, conf, _ = pesto.predict(torch.from_numpy(x), sr, step_size=20.0)
+    return 69 + 12 * np.log2(np.maximum(f0.numpy(), 1e-3) / 440), conf.numpy()
+
+
+def pitch_agreement(ref, rec, sr: int) -> tuple[int, int]:
+    """(frames within half a semitone, frames) of ``rec``'s pitch against ``ref`` (``pitch_track`` of the
+    original), over the frames where the original is confidently pitched."""
+    import numpy as np
+
+    p_ref, c_ref = ref
+    p_rec, _ = pitch_track(rec, sr)
+    n = min(len(p_ref), len(p_rec))
+    sure = c_ref[:n] > 0.9
+    return int(np.sum(np.abs(p_ref[:n][sure] - p_rec[:n][sure]) < 0.5)), int(sure.sum())

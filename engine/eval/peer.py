@@ -20,12 +20,17 @@ from pathlib import Path
 
 import torch
 
-from ..generate import Cantus, Request, Segment, Settings
+from .. import Cantus, Request, Segment, Settings
 
 
 def musicgen_small():
-    from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig,
-                              MusicgenForConditionalGeneration, T5Config)
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        T5Config,
+    )
     text = T5Config(d_model=768, d_ff=3072, num_layers=12, num_heads=12, d_kv=64, vocab_size=32128)
     audio = EncodecConfig(sampling_rate=32_000, audio_channels=1, num_filters=64, upsampling_ratios=[8, 5, 4, 4],
                           codebook_size=2048, codebook_dim=128, hidden_size=128, num_lstm_layers=2,
@@ -78,7 +83,7 @@ def markdown(r: dict) -> str:
         "process (MusicGen-small architecture with random weights, guidance 3, top-k 250; Cantus on onnxruntime).\n",
         "| system | parameters | time | real-time factor |", "| --- | --- | --- | --- |",
         f"| MusicGen-small (transformers) | {r['musicgen_params_m']:.0f}M | {r['musicgen_s']:.1f} s | {r['musicgen_rtf']:.2f} |",
-        f"| Cantus | see MODEL_CARD | {r['cantus_s']:.1f} s | {r['cantus_rtf']:.2f} |",
+        f"| Cantus | see assets/MODEL_CARD.md | {r['cantus_s']:.1f} s | {r['cantus_rtf']:.2f} |",
         f"\nCantus is {r['speedup']:.1f}x faster on this CPU.\n",
     ])
 

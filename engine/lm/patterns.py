@@ -20,7 +20,7 @@ def delay(codes: torch.Tensor, pad: int) -> torch.Tensor:
 
 def undelay(delayed: torch.Tensor) -> torch.Tensor:
     """[B, K, S] -> codes [B, K, S - K + 1]: the inverse of ``delay``."""
-    B, K, S = delayed.shape
+    _B, K, S = delayed.shape
     T = S - K + 1
     return torch.stack([delayed[:, k, k:k + T] for k in range(K)], 1)
 

@@ -4,14 +4,14 @@
 part of the previous window) are placed in it first and fed through the model in one call; every later ``advance``
 computes one step and samples the codes of that step that are not known yet. ``frames_done`` says how many frames
 have all K codes, which is what the next stage (or the codec decoder) may consume: the orchestrator in
-``engine.generate`` interleaves stages by it, so audio can stream while later frames are still being sampled.
+``engine.pipeline`` interleaves stages by it, so audio can stream while later frames are still being sampled.
 
 Guidance: with ``guidance != 1`` the model runs on a batch of two (conditional, unconditional prefix/conditioning)
 and ``sampling.guide`` mixes the logits.
 
 Drafts: given a list of generators, the sampler draws that many independent drafts of the window as one batch (rows
 [draft 1 .. draft N] conditional, then the same N unconditional when guiding), each row from its own generator, so
-draft i is the same whatever N is; ``codes(row=i)`` reads one. ``engine.generate`` draws the semantic ids this way
+draft i is the same whatever N is; ``codes(row=i)`` reads one. ``engine.pipeline`` draws the semantic ids this way
 and keeps the draft the ranker (``engine.mulan.ranker``) scores highest.
 """
 from __future__ import annotations

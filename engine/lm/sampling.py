@@ -18,7 +18,7 @@ class SamplingParams:
     top_p: float = 1.0  # 1 = off
     guidance: float = 1.0
 
-    def validate(self, name: str = "") -> "SamplingParams":
+    def validate(self, name: str = "") -> SamplingParams:
         where = f" ({name})" if name else ""
         if not 0.0 <= self.temperature <= 5.0:
             raise ValueError(f"temperature{where} must be between 0 and 5, got {self.temperature}")

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     voiced = track.voiced
     notes = []
     for k in range(len(track.midi)):  # one line per run of the same rounded pitch
-        p = None if not voiced[k] else int(round(track.midi[k]))
+        p = None if not voiced[k] else round(track.midi[k])
         if not notes or notes[-1][0] != p:
             notes.append([p, k, k + 1])
         else:

@@ -135,7 +135,7 @@ def melody_from_audio(audio: np.ndarray, sr: int) -> MelodyTrack:
     rms_db = 10 * np.log10(np.mean(pad.reshape(n10, hop) ** 2, axis=1) + 1e-10)
     ok = (conf > _CONFIDENCE) & (rms_db > rms_db.max() - _GATE_DB) & (_flatness(x16, n10) < _MAX_FLATNESS)
 
-    n = int(round(seconds * FRAME_RATE))
+    n = round(seconds * FRAME_RATE)
     midi = np.full(n, np.nan)
     cframe = np.zeros(n)
     for k in range(n):  # PESTO reports a pitch ~20 ms late: frame k takes estimates 2..5 of its 40 ms

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import spectral
 from ..blocks import DilatedResBlock
 from ..kmeans import ResidualKMeans
+from ..weights import config_from_dict, load_weights, read_config, save_weights
 from .prior import PromptPrior
 from .text import DIM as TEXT_DIM
 from .text import encode_sentences
@@ -42,8 +42,8 @@ class MuLanConfig:
     token_levels: int = 12
     token_size: int = 1024
     version: str = "dev"  # names the token space (audio tower + RVQ): stages trained on its tokens check it
-    text_version: str = ""  # set when only the text projection was retrained (engine.train.mulan_text)
-    audio_version: str = ""  # set when only the audio tower was retrained (engine.train.mulan --freeze-text)
+    text_version: str = ""  # set when only the text projection was retrained (python -m engine.train.mulan text)
+    audio_version: str = ""  # set when only the audio tower was retrained (python -m engine.train.mulan tower --freeze-text)
     semantic: dict | None = None  # SemanticConfig of a frozen semantic encoder whose frame embeddings join the input
 
     @property
@@ -53,10 +53,8 @@ class MuLanConfig:
                                     self.audio_version and "a" + self.audio_version) if v)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MuLanConfig":
-        d = dict(d)
-        d["dilations"] = tuple(d["dilations"])
-        return cls(**d)
+    def from_dict(cls, d: dict) -> MuLanConfig:
+        return config_from_dict(cls, d)
 
 
 class AudioTower(nn.Module):
@@ -145,7 +143,7 @@ class MuLan(nn.Module):
     def tokens(self, emb: torch.Tensor) -> torch.Tensor:
         """[N, dim] embeddings (text or audio) -> [N, 12] token ids."""
         if self.rvq is None:
-            raise RuntimeError("this MuLan has no token codebooks yet (fit them with engine.train.mulan)")
+            raise RuntimeError("this MuLan has no token codebooks yet (fit them with python -m engine.train.mulan tower)")
         return self.rvq.encode(emb)
 
     def detokenize(self, ids: torch.Tensor) -> torch.Tensor:
@@ -160,7 +158,7 @@ class MuLan(nn.Module):
             # saved beside the very tokenizer it copies (the assets layout): the copy is left out, load() takes it
             # from there (1.2 MB of the 60 MB budget)
             weights = {k: v for k, v in weights.items() if not k.startswith(SEMANTIC_PREFIX)}
-        save_file({k: v.detach().half().contiguous() for k, v in weights.items()}, str(path / "mulan.safetensors"))
+        save_weights(weights, path / "mulan.safetensors")
         if self.rvq is not None:
             self.rvq.save(path, "mulan_rvq")
         for f in PromptPrior.FILES:
@@ -169,30 +167,28 @@ class MuLan(nn.Module):
             self.prior.save(path)
         elif self.prior is not None:  # e.g. a retrained text projection: the prior learned the old one's embeddings
             print(f"the prompt prior (trained on MuLan {self.prior.cfg.mulan}) is not saved with MuLan "
-                  f"{self.cfg.token_key}: retrain it (python -m engine.train.mulan_prior)")
+                  f"{self.cfg.token_key}: retrain it (python -m engine.train.mulan prior)")
         (path / "mulan.json").write_text(json.dumps(asdict(self.cfg), indent=1))
 
     @classmethod
-    def load(cls, path: str | Path) -> "MuLan":
+    def load(cls, path: str | Path) -> MuLan:
         path = Path(path)
-        if not (path / "mulan.json").is_file():
-            raise FileNotFoundError(f"no MuLan model in {path} (expected mulan.json + mulan.safetensors)")
-        model = cls(MuLanConfig.from_dict(json.loads((path / "mulan.json").read_text())))
-        weights = {k: v.float() for k, v in load_file(str(path / "mulan.safetensors")).items()}
+        model = cls(read_config(MuLanConfig, path, "mulan", "MuLan model"))
+        weights = load_weights(path / "mulan.safetensors")
         if model.cfg.semantic is not None and not any(k.startswith(SEMANTIC_PREFIX) for k in weights):
             version = model.cfg.semantic["version"]
             sem = _sibling_semantic(path, version)
             if sem is None:
                 raise FileNotFoundError(f"{path}: this MuLan reads the frame embeddings of semantic tokenizer {version}, "
                                         f"expected beside it in {path.parent / 'semantic'}")
-            weights.update({SEMANTIC_PREFIX + k: v.float() for k, v in load_file(str(sem)).items()})
+            weights.update({SEMANTIC_PREFIX + k: v for k, v in load_weights(sem).items()})
         model.load_state_dict(weights)
         if (path / "mulan_rvq.safetensors").is_file():
             model.rvq = ResidualKMeans.load(path, "mulan_rvq")
         model.prior = PromptPrior.load(path)
         if model.prior is not None and not model.prior.fits(model.cfg):
             raise RuntimeError(f"{path}: the prompt prior was trained on MuLan {model.prior.cfg.mulan}, not on this "
-                               f"one ({model.cfg.token_key}): retrain it (python -m engine.train.mulan_prior) or "
+                               f"one ({model.cfg.token_key}): retrain it (python -m engine.train.mulan prior) or "
                                f"delete {path / 'prior.json'}")
         return model.eval()
 

@@ -6,25 +6,24 @@ cosine 0.49 with its own clip's audio embedding (the 153 validation clips of the
 closes the same gap between CLIP's towers with a prior that maps a caption's text embedding to an image embedding;
 this is its deterministic form at laptop scale, a two-layer MLP (128 -> 128 -> 128, 33k parameters, 66 KB) trained
 with a cosine loss to predict the clip's audio embedding from the embedding of any of its captions or of short
-prompts made from its tags (``python -m engine.train.mulan_prior``). Its prediction has cosine 0.759 with the clip's
+prompts made from its tags (``python -m engine.train.mulan prior``). Its prediction has cosine 0.759 with the clip's
 audio on the same validation clips (width 256: 0.761; on the 3 corpus captions alone, the mean audio embedding of
 the 8 train clips with the nearest captions: 0.748).
 
-The stages then read the tokens of the prediction instead of the text's (measured against the text itself and the
-midpoint of the two, and against the caption-retrieval version, in MODEL_CARD.md: MuLan). The judge of every
+The stages then read the tokens of the prediction instead of the text's. The judge of every
 benchmark is unchanged: the MCC still compares the prompt's plain text embedding with the generated audio's.
 Nothing here touches the token space: the audio tower and the RVQ stay as they are, so the stages stay valid.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ..weights import load_weights, read_config, save_model
 
 
 @dataclass
@@ -53,11 +52,7 @@ class PromptPrior(nn.Module):
         return self.cfg.mulan == mulan_cfg.token_key
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().half().contiguous() for k, v in self.state_dict().items()},
-                  str(path / "prior.safetensors"))
-        (path / "prior.json").write_text(json.dumps(asdict(self.cfg), indent=1))
+        save_model(self, path, "prior")
 
     @classmethod
     def load(cls, path: str | Path) -> PromptPrior | None:
@@ -65,8 +60,8 @@ class PromptPrior(nn.Module):
         path = Path(path)
         if not (path / "prior.json").is_file():
             return None
-        model = cls(PriorConfig(**json.loads((path / "prior.json").read_text())))
-        model.load_state_dict({k: v.float() for k, v in load_file(str(path / "prior.safetensors")).items()})
+        model = cls(read_config(PriorConfig, path, "prior", "prompt prior"))
+        model.load_state_dict(load_weights(path / "prior.safetensors"))
         return model.eval().requires_grad_(False)
 
 

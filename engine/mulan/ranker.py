@@ -1,30 +1,28 @@
 """The draft ranker: semantic ids -> MuLan's text space, to keep the draft that fits the prompt best.
 
-Why: for one prompt, the clips the sampler draws differ a lot in how well they fit it (192 text-only test prompts x 4
-seeds, session 34: MuLan's agreement with the prompt spreads so widely that the judge's own pick of 4 would raise the
-MCC ratio 0.753 -> 0.902), but none of the stages' own likelihoods tells the good draws apart. The semantic ids of a
-window are drawn first (0.32-0.42 s of a 10 s generation measured at ~6 s under load), so several drafts of them can
-be drawn and one kept before any acoustic token is sampled: the stream then flows as before, only its first chunk
-comes later (8 drafts: 0.43 -> 1.22 s, BENCHMARKS.md, session 36).
+Why: for one prompt, the clips the sampler draws differ a lot in how well they fit it (over 192 text-only test
+prompts x 4 seeds, the judge's own pick of 4 would raise the MCC ratio 0.753 -> 0.902), but none of the stages' own
+likelihoods tells the good draws apart. The semantic ids of a window are drawn first and cheaply, so several drafts
+of them can be drawn and one kept before any acoustic token is sampled: the stream then flows as before, only its
+first chunk comes later.
 
 What: a small conv tower over the ids (embedding -> stride-2 conv, 12.5 Hz -> residual dilated conv blocks -> mean
 and max over time -> MLP -> unit vector), trained contrastively (symmetric InfoNCE, in-batch negatives) against the
-frozen MuLan text projection of each train clip's captions and short prompts (``python -m engine.train.mulan_ranker``).
+frozen MuLan text projection of each train clip's captions and short prompts (``python -m engine.train.mulan ranker``).
 Its score for a draft is the cosine with the prompt's MuLan text embedding. The judge's audio tower plays no part
 in it: the ranker never sees audio, generated or real.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..blocks import DilatedResBlock
+from ..weights import config_from_dict, load_weights, read_config, save_model
 
 
 @dataclass
@@ -39,10 +37,8 @@ class RankerConfig:
     version: str = "dev"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RankerConfig":
-        d = dict(d)
-        d["dilations"] = tuple(d["dilations"])
-        return cls(**d)
+    def from_dict(cls, d: dict) -> RankerConfig:
+        return config_from_dict(cls, d)
 
 
 class DraftRanker(nn.Module):
@@ -74,18 +70,14 @@ class DraftRanker(nn.Module):
         return self.cfg.mulan == mulan_cfg.token_key and self.cfg.semantic == semantic_version
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().half().contiguous() for k, v in self.state_dict().items()},
-                  str(path / "ranker.safetensors"))
-        (path / "ranker.json").write_text(json.dumps(asdict(self.cfg), indent=1))
+        save_model(self, path, "ranker")
 
     @classmethod
-    def load(cls, path: str | Path) -> "DraftRanker | None":
+    def load(cls, path: str | Path) -> DraftRanker | None:
         """The ranker in ``path`` (a MuLan folder), or None when it has none."""
         path = Path(path)
         if not (path / "ranker.json").is_file():
             return None
-        model = cls(RankerConfig.from_dict(json.loads((path / "ranker.json").read_text())))
-        model.load_state_dict({k: v.float() for k, v in load_file(str(path / "ranker.safetensors")).items()})
+        model = cls(read_config(RankerConfig, path, "ranker", "draft ranker"))
+        model.load_state_dict(load_weights(path / "ranker.safetensors"))
         return model.eval().requires_grad_(False)

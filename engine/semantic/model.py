@@ -9,18 +9,17 @@ target, so the same tune in another arrangement lands on nearby tokens (measured
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import spectral
 from ..blocks import DilatedResBlock
-from ..kmeans import _nearest
+from ..kmeans import nearest
+from ..weights import config_from_dict, load_weights, read_config, save_model
 
 FRAME_RATE = spectral.FRAME_RATE
 HEADS = {"pitch_class": 13, "beat_phase": 4, "tonic": 12, "mode": 2}
@@ -35,10 +34,8 @@ class SemanticConfig:
     version: str = "dev"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SemanticConfig":
-        d = dict(d)
-        d["dilations"] = tuple(d["dilations"])
-        return cls(**d)
+    def from_dict(cls, d: dict) -> SemanticConfig:
+        return config_from_dict(cls, d)
 
 
 class SemanticTokenizer(nn.Module):
@@ -70,7 +67,7 @@ class SemanticTokenizer(nn.Module):
     @torch.inference_mode()
     def tokens_from_features(self, feats: torch.Tensor) -> torch.Tensor:
         e = self.embed(feats)  # [B, D, T]
-        ids, _ = _nearest(e.transpose(1, 2).reshape(-1, e.shape[1]), self.centroids)
+        ids, _ = nearest(e.transpose(1, 2).reshape(-1, e.shape[1]), self.centroids)
         return ids.view(e.shape[0], e.shape[2])
 
     @torch.inference_mode()
@@ -79,19 +76,12 @@ class SemanticTokenizer(nn.Module):
         return self.tokens_from_features(spectral.frames(audio))
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().half().contiguous() for k, v in self.state_dict().items()},
-                  str(path / "semantic.safetensors"))
-        (path / "semantic.json").write_text(json.dumps(asdict(self.cfg), indent=1))
+        save_model(self, path, "semantic")
 
     @classmethod
-    def load(cls, path: str | Path) -> "SemanticTokenizer":
-        path = Path(path)
-        if not (path / "semantic.json").is_file():
-            raise FileNotFoundError(f"no semantic tokenizer in {path} (expected semantic.json + semantic.safetensors)")
-        model = cls(SemanticConfig.from_dict(json.loads((path / "semantic.json").read_text())))
-        model.load_state_dict({k: v.float() for k, v in load_file(str(path / "semantic.safetensors")).items()})
+    def load(cls, path: str | Path) -> SemanticTokenizer:
+        model = cls(read_config(SemanticConfig, path, "semantic", "semantic tokenizer"))
+        model.load_state_dict(load_weights(Path(path) / "semantic.safetensors"))
         return model.eval()
 
 

@@ -31,7 +31,7 @@ def _rearranged(records: list[dict], data: Path) -> list[np.ndarray]:
     """Render each record's composition excerpt again in another style (same tempo, key, mode, start bar)."""
     from ..data.arrange import arrange
     from ..data.melodies import load_melodies
-    from ..data.plan import MelodyPool, _pick_program, plan_clip
+    from ..data.plan import MelodyPool, pick_program, plan_clip
     from ..data.render import Renderer
     from ..data.styles import STYLES
 
@@ -45,11 +45,11 @@ def _rearranged(records: list[dict], data: Path) -> list[np.ndarray]:
             rng = np.random.default_rng([r["index"], 99])
             others = [s for s in sorted(STYLES) if s != spec.style and STYLES[s].comp != ("satb",)]
             st = STYLES[others[int(rng.integers(len(others)))]]
-            lead = _pick_program(rng, st.lead, {spec.lead})
-            harmony = _pick_program(rng, st.harmony, {lead, spec.harmony})
+            lead = pick_program(rng, st.lead, {spec.lead})
+            harmony = pick_program(rng, st.harmony, {lead, spec.harmony})
             spec2 = dataclasses.replace(spec, style=st.name, lead=lead, harmony=harmony,
-                                        bass=_pick_program(rng, st.bass, {lead, harmony}) if st.bass else None,
-                                        drums=_pick_program(rng, st.drums, set()) if st.drums else None, pad=None)
+                                        bass=pick_program(rng, st.bass, {lead, harmony}) if st.bass else None,
+                                        drums=pick_program(rng, st.drums, set()) if st.drums else None, pad=None)
             out.append(renderer.render(arrange(melody, spec2)))
     finally:
         renderer.close()

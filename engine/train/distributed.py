@@ -16,9 +16,13 @@ def setup() -> tuple[int, int]:
 
 
 def average_gradients(model: torch.nn.Module, world: int) -> None:
+    """Average every trainable parameter's gradient over the ranks. A parameter one rank did not use this step
+    (the quantizer levels that dropout skipped) takes part with zeros, so every rank reduces the same tensors."""
     if world > 1:
         for p in model.parameters():
-            if p.grad is not None:
+            if p.requires_grad:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
                 dist.all_reduce(p.grad)
                 p.grad /= world
 

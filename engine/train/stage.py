@@ -10,10 +10,7 @@ it into ``assets/stages`` when it beats the shipped one. Runs under ``torchrun``
 conditioning stream the old stage did not have (the semantic stage's beat grid, the coarse stage's melody with
 ``--melody``) starts as a zero embedding, so the fine-tuned model begins exactly where the old one was. ``--n-layer``
 may add blocks (identity at the start) and ``--prefix-rank`` factorise the MuLan prefix tables (``init_from``):
-the shipped coarse stage's twelve 1025 x 256 tables, replaced by their rank-16 / 32 / 64 SVD, score 4.0430 / 4.0423
-/ 4.0417 against 4.0411 (teacher-forced validation loss, 128 clips of runs/tokens50): 2.75M of its 9.0M parameters
-were spent on directions that carry nothing, room for three more blocks within the 60 MB of assets (session 21
-tried that for the coarse stage: lower loss, no better audio, half the speed; not kept, see the model card).
+the trained tables are nearly low-rank (at rank 64 the coarse stage's validation loss moves by 0.0006).
 
 ``--self-feed S``: a share S of each batch's input tokens are the model's own draws (``engine.lm.stages.self_feed``,
 parallel scheduled sampling), so the stage learns to continue from its own mistakes as it must at generation; one
@@ -24,21 +21,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ..lm.model import StageLM, masked_loss
 from ..lm.stages import FRAME_RATE, LATE_MAX, default_config, make_batch, self_feed
 from ..mulan.model import MuLanConfig
+from .loop import add_run_args, fit, metrics_of, save_best, ship, start
 from .tokenize import load
-from .distributed import agreed_stop, average_gradients, leave_group, setup
-from .publish import save_best
 
 
 def shipped_versions(assets: Path) -> dict:
@@ -100,27 +93,63 @@ def validate(model: StageLM, tok: dict, n: int = 64, batch: int = 16) -> dict:
     return {"valid_loss": sum(losses) / n_done, "valid_acc": [round(float(x), 4) for x in correct / total]}
 
 
+class StageTask:
+    """Next-token training of one stage on the tokenised corpus."""
+
+    def __init__(self, model: StageLM, train_tok: dict, valid_tok: dict, a: argparse.Namespace, out: Path):
+        self.model, self.train_tok, self.valid_tok, self.a, self.out = model, train_tok, valid_tok, a, out
+        self.name = model.cfg.name
+        self.late_max = round(a.late_seconds * FRAME_RATE)
+
+    def modules(self) -> dict:
+        return {"model": self.model}
+
+    def identity(self) -> dict:
+        return dataclasses.asdict(self.model.cfg)
+
+    def loss(self, step: int, rank: int):
+        a, cfg = self.a, self.model.cfg
+        g = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 97 + rank)
+        idx = torch.randint(0, len(self.train_tok["ids"]), (a.batch,), generator=g)
+        b = self_feed(self.model, make_batch(cfg, self.train_tok, idx, g, late_max=self.late_max), a.self_feed, g)
+        loss = masked_loss(self.model(b["inputs"], b["prefix"], b["cond"]), b["targets"], cfg.vocab)
+        return loss, {"loss": float(loss.detach())}
+
+    def validate(self, step: int) -> dict:
+        m = validate(self.model, self.valid_tok)
+        return {**m, "score": m["valid_loss"]}
+
+    def keep_best(self, metrics: dict, step: int) -> None:
+        save_best(self.model, self.out, {**metrics, "params": self.model.n_params(),
+                                         "late_seconds": self.late_max / FRAME_RATE, "self_feed": self.a.self_feed})
+
+
+def ship_stage(name: str, out: Path, assets: Path) -> bool:
+    """Copy ``out/best`` into ``assets/stages`` when its validation loss beats the shipped stage's."""
+    new = metrics_of(out / "best")
+    old = metrics_of(assets / "stages", f"{name}.metrics.json")
+    dest = assets / "stages"
+
+    def copy():
+        for f in (out / "best").iterdir():
+            shutil.copy2(f, dest / (f.name if f.name != "metrics.json" else f"{name}.metrics.json"))
+    return ship(out / "best", dest, copy, f"{name} stage", "validation loss", new["valid_loss"],
+                None if old is None else old["valid_loss"])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m engine.train.stage", description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=["semantic", "coarse", "fine"])
     ap.add_argument("--tokens", type=Path, default=Path("runs/tokens"))
     ap.add_argument("--out", type=Path, default=Path("runs/stages"))
     ap.add_argument("--assets", type=Path, default=Path("assets"))
-    ap.add_argument("--steps", type=int, default=1_000_000)
-    ap.add_argument("--minutes", type=float, default=None)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--final-lr", type=float, default=None,
-                    help="with --minutes: decay the learning rate linearly in time from --lr to this by the deadline")
+    add_run_args(ap, lr=1e-3, batch=8, eval_every=200, ckpt_every=200, warmup=300)
     ap.add_argument("--d-model", type=int, default=256)
     ap.add_argument("--n-layer", type=int, default=4)
     ap.add_argument("--n-head", type=int, default=4)
     ap.add_argument("--prefix-rank", type=int, default=0,
                     help="width of each MuLan token table before one shared projection (0: full width)")
     ap.add_argument("--dropout", type=float, default=0.0)
-    ap.add_argument("--eval-every", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--init", type=Path, default=None, help="start from the stage in this folder (fine-tuning)")
     ap.add_argument("--melody", action="store_true", help="coarse: read the melody tokens as well as the semantic ids")
     ap.add_argument("--late-seconds", type=float, default=LATE_MAX / FRAME_RATE,
@@ -135,24 +164,11 @@ def main(argv=None) -> int:
         ap.error("--self-feed is a share, from 0 to under 1")
     if not 0 <= a.late_seconds < 10:
         ap.error("--late-seconds is from 0 to under 10 (a clip is 10 s)")
-    late_max = round(a.late_seconds * FRAME_RATE)
-    if a.threads:
-        torch.set_num_threads(a.threads)
     out = a.out / a.stage
-    dest = a.assets / "stages"
     if a.ship:
-        new = json.loads((out / "best" / "metrics.json").read_text())
-        old = dest / f"{a.stage}.metrics.json"
-        if old.exists() and json.loads(old.read_text())["valid_loss"] <= new["valid_loss"]:
-            print(f"not shipped: {new['valid_loss']:.4f} does not beat the shipped {json.loads(old.read_text())['valid_loss']:.4f}")
-            return 0
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in (out / "best").iterdir():
-            shutil.copy2(f, dest / (f.name if f.name != "metrics.json" else f"{a.stage}.metrics.json"))
-        print(f"shipped {out / 'best'} -> {dest}")
+        ship_stage(a.stage, out, a.assets)
         return 0
-
-    rank, world = setup()
+    rank, world = start(a)
     versions = shipped_versions(a.assets)
     need_codec = a.stage != "semantic"
     key = MuLanConfig.from_dict(json.loads((a.assets / "mulan" / "mulan.json").read_text())).token_key
@@ -163,64 +179,13 @@ def main(argv=None) -> int:
              "mulan_size": json.loads((a.assets / "mulan" / "mulan.json").read_text())["token_size"]}
     cfg = default_config(a.stage, **sizes, melody=a.melody, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head,
                          prefix_rank=a.prefix_rank, dropout=a.dropout, version=json.dumps(versions, sort_keys=True))
-    torch.manual_seed(a.seed)
     model = StageLM(cfg)
     if a.init is not None:
         init_from(model, StageLM.load(a.init, a.stage))
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
-    out.mkdir(parents=True, exist_ok=True)
-    step, best, history, trained_s = 0, float("inf"), [], 0.0
-    ckpt = out / "last.pt"
-    if ckpt.exists():
-        ck = torch.load(ckpt, weights_only=False)
-        if ck["config"] != dataclasses.asdict(cfg):
-            raise SystemExit(f"{ckpt} holds another configuration or other tokens; use another --out")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        step, best, history, trained_s = ck["step"], ck["best"], ck["history"], ck["trained_s"]
-        print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
     if rank == 0:
         print(f"{a.stage}: {model.n_params() / 1e6:.2f}M parameters, {len(train_tok['ids'])} train clips", file=sys.stderr)
-    deadline = time.time() + a.minutes * 60 if a.minutes else float("inf")
-    bar = tqdm(total=a.steps, initial=step, desc=a.stage, disable=rank != 0)
-    t0 = start = time.time()
-    stop = agreed_stop(time.time() >= deadline, world)
-    while step < a.steps and not stop:
-        g = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 97 + rank)
-        idx = torch.randint(0, len(train_tok["ids"]), (a.batch,), generator=g)
-        b = self_feed(model, make_batch(cfg, train_tok, idx, g, late_max=late_max), a.self_feed, g)
-        for grp in opt.param_groups:
-            grp["lr"] = a.lr * min(1.0, (step + 1) / 300)
-            if a.final_lr is not None and a.minutes:
-                frac = min(1.0, (time.time() - start) / (deadline - start))
-                grp["lr"] = grp["lr"] + (a.final_lr - grp["lr"]) * frac
-        loss = masked_loss(model(b["inputs"], b["prefix"], b["cond"]), b["targets"], cfg.vocab)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(model, world)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        bar.update()
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        stop = agreed_stop(time.time() >= deadline, world)
-        last = step >= a.steps or stop
-        if rank == 0 and (step % a.eval_every == 0 or last):
-            trained_s += time.time() - t0
-            t0 = time.time()
-            m = validate(model, valid_tok)
-            m.update(step=step, train_loss=float(loss.detach()), train_hours=round(trained_s / 3600, 3))
-            history.append(m)
-            tqdm.write(json.dumps(m))
-            if m["valid_loss"] < best:
-                best = m["valid_loss"]
-                save_best(model, out, {**m, "params": model.n_params(), "late_seconds": late_max / FRAME_RATE,
-                                         "self_feed": a.self_feed})
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
-                        "history": history, "config": dataclasses.asdict(cfg), "trained_s": trained_s}, out / "last.tmp")
-            os.replace(out / "last.tmp", ckpt)
-    bar.close()
-    leave_group(world)
+    fit(StageTask(model, train_tok, valid_tok, a, out), opt, out, a, world, rank)
     return 0
 
 

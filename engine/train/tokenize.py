@@ -32,7 +32,7 @@ from ..data.dataset import CorpusDataset
 from ..melody import MelodyError, melody_from_audio, tokens_from_midi
 from ..mulan import MuLan
 from ..semantic import SemanticTokenizer
-from .mulan import build_features
+from .mulan.features import build_features
 
 N_FRAMES = 250  # 10 s at 25 Hz
 SAVE_EVERY = 500  # clips encoded between partial saves of the codec cache

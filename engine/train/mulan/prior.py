@@ -1,10 +1,10 @@
-"""Train the prompt prior (``engine.mulan.prior``) on a frozen MuLan: ``python -m engine.train.mulan_prior --data
-runs/corpus --features runs/mulan --init assets/mulan --out runs/mulan_prior [--ship --assets assets/mulan]``.
+"""Phase ``prior``: the prompt prior (``engine.mulan.prior``) on a frozen MuLan: ``python -m engine.train.mulan prior --data
+runs/corpus --features runs/mulan --init assets/mulan --out runs/mulan-prior``, then the same with ``--ship``.
 
 Data: each train clip's audio embedding from the frozen audio tower (its first 10 s, as ``engine.train.mulan``
 embeds it), paired with the text embedding of each of its captions (the corpus's and the trainer's paraphrases,
 from the feature cache ``engine.train.mulan`` keeps) and of ``--per-clip`` short prompts made from its tags (the
-cache ``engine.train.mulan_text`` keeps): a short prompt fits many clips, so the cosine loss teaches the mean
+cache ``engine.train.mulan.features`` keeps): a short prompt fits many clips, so the cosine loss teaches the mean
 direction of the music it describes. Loss: 1 - cosine of the prediction with the clip's audio embedding. The
 features take minutes to build on a first run (cached, shared with the other MuLan trainers); the training itself
 takes seconds, so a run restarts rather than resumes.
@@ -12,27 +12,24 @@ takes seconds, so a run restarts rather than resumes.
 Selection: the validation score is the mean cosine of the prior's prediction with the clip's audio embedding, over
 every validation caption; the plain text embedding's is the score to beat. ``OUT/best`` holds the whole MuLan with its prior; ``--ship`` copies
 the prior's two files into ``--assets`` only when its score beats the shipped prior's on the same validation clips
-(or the plain text's, with none shipped). That gate is necessary, not sufficient: a prior trained on the 50 h build
-(validation cosine 0.7847 against the shipped 0.7585) lowered the MCC ratio of 192 text-only prompts 0.754 -> 0.727
-(session 34, MODEL_CARD.md; with every clip's short prompts, session 35: cosine 0.7768, MCC ratio 0.738), so a
-prior that would replace a shipped one is judged by generation (``bench compare``) as well.
+(or the plain text's, with none shipped). That gate is necessary, not sufficient: a prior with a better validation
+cosine has lowered the prompt adherence of generated clips, so a prior that would replace a shipped one is judged
+by generation (``bench compare``) as well.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..mulan import MuLan
-from ..mulan.prior import PriorConfig, PromptPrior
-from .mulan import build_features, embed_split, embed_texts
-from .mulan_text import short_prompts
-from .publish import save_best, ship_if_better
+from ...mulan import MuLan
+from ...mulan.prior import PriorConfig, PromptPrior
+from ..loop import save_best, ship
+from .features import build_features, embed_split, embed_texts, frozen_start
 
 
 def pairs(model: MuLan, feats: dict, short: dict | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -55,12 +52,8 @@ def score(prior: PromptPrior | None, text: torch.Tensor, owner: torch.Tensor, au
 
 
 def train(a: argparse.Namespace) -> dict:
-    torch.manual_seed(a.seed)
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = MuLan.load(a.init)
-    feats = {s: build_features(a.data, s, Path(a.features), 3 if s == "train" else 0) for s in ("train", "valid")}
-    short = short_prompts(feats["train"], a.per_clip, Path(a.features)) if a.per_clip else None
+    model, feats, short = frozen_start(a)
     x, owner, audio = pairs(model, feats["train"], short)
     vx, vowner, vaudio = pairs(model, feats["valid"], None)
     prior = PromptPrior(PriorConfig(dim=model.cfg.dim, hidden=a.hidden, mulan=model.cfg.token_key))
@@ -100,42 +93,23 @@ def train(a: argparse.Namespace) -> dict:
     return metrics
 
 
-def ship(best: Path, assets: Path, data: str, features: Path) -> bool:
-    """Copy ``best``'s prior into ``assets`` if it scores higher there than what ``assets`` has now."""
+def ship_best(a: argparse.Namespace) -> bool:
+    """Copy OUT/best's prior into the MuLan folder ``--assets`` if it scores higher there than what is shipped (the
+    plain text embedding when no prior is)."""
+    best, assets = Path(a.out) / "best", Path(a.assets)
     new, old = MuLan.load(best), MuLan.load(assets)
     if new.prior is None or not new.prior.fits(old.cfg):
         print(f"not shipped: {best} has no prior for MuLan {old.cfg.token_key}")
         return False
-    vx, vowner, vaudio = pairs(old, build_features(data, "valid", features, 0), None)
-    return ship_if_better(best, assets, PromptPrior.FILES, "prior", "validation cosine",
-                          score(new.prior, vx, vowner, vaudio), score(old.prior, vx, vowner, vaudio))
+    vx, vowner, vaudio = pairs(old, build_features(a.data, "valid", Path(a.features), 0), None)
+    return ship(best, assets, PromptPrior.FILES, "prior", "validation cosine", score(new.prior, vx, vowner, vaudio),
+                score(old.prior, vx, vowner, vaudio), higher_is_better=True)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.train.mulan_prior", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="runs/corpus")
-    ap.add_argument("--features", type=Path, default=Path("runs/mulan"), help="the MuLan trainers' feature cache")
+DEFAULTS = {"resumable": False, "lr": 3e-3, "batch": 512, "eval_every": 250, "steps": 3000}
+
+
+def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--init", type=Path, default=Path("assets/mulan"), help="the frozen MuLan")
-    ap.add_argument("--out", default="runs/mulan_prior")
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--minutes", type=float, default=None)
-    ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--per-clip", type=int, default=8, help="short prompts per train clip (0: captions only)")
-    ap.add_argument("--eval-every", type=int, default=250)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--ship", action="store_true", help="copy OUT/best's prior into --assets if it scores better")
-    ap.add_argument("--assets", type=Path, default=Path("assets/mulan"))
-    a = ap.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    train(a)
-    if a.ship:
-        ship(Path(a.out) / "best", a.assets, a.data, a.features)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

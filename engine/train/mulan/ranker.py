@@ -1,9 +1,9 @@
-"""Train the draft ranker (``engine.mulan.ranker``): ``python -m engine.train.mulan_ranker --data runs/corpus
---features runs/mulan --tokens runs/tokens --init assets/mulan --out runs/ranker [--minutes M] [--ship]``.
+"""Phase ``ranker``: the draft ranker (``engine.mulan.ranker``): ``python -m engine.train.mulan ranker --data
+runs/corpus --features runs/mulan --tokens runs/tokens --init assets/mulan --out runs/mulan-ranker [--minutes M]``.
 
 Data: each train clip's semantic ids (the stage trainer's token cache, ``engine.train.tokenize``) paired with the
 MuLan text embeddings of its captions and paraphrases (the MuLan trainers' feature cache) and of ``--per-clip``
-short prompts made from its tags (``engine.train.mulan_text``'s cache); the text projection is frozen. Each example
+short prompts made from its tags (``engine.train.mulan.features.short_prompts``); the text projection is frozen. Each example
 is a random 5-10 s crop of the clip's ids with one of its texts; loss: symmetric InfoNCE over the batch.
 
 Validation: for every validation caption, the share of the other validation clips whose ids score below its own
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,12 +25,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..mulan import MuLan
-from ..mulan.ranker import DraftRanker, RankerConfig
-from ..semantic import SemanticTokenizer
-from .mulan import build_features, embed_texts
-from .mulan_text import short_prompts
-from .publish import save_best, ship_if_better
+from ...mulan import MuLan
+from ...mulan.ranker import DraftRanker, RankerConfig
+from ...semantic import SemanticTokenizer
+from ..loop import save_best, ship
+from .features import build_features, embed_texts, frozen_start
 
 
 def semantic_ids(tokens: Path, split: str, version: str, clip_ids: list[str]) -> torch.Tensor:
@@ -70,15 +68,11 @@ def valid_rank(ranker: DraftRanker, ids: torch.Tensor, text: torch.Tensor) -> fl
 
 
 def train(a: argparse.Namespace) -> dict:
-    torch.manual_seed(a.seed)
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    mulan = MuLan.load(a.init)
+    vs = a.valid_split
+    mulan, feats, short = frozen_start(a, vs)
     tokenizer = SemanticTokenizer.load(a.semantic)
     semver = tokenizer.cfg.version
-    vs = a.valid_split
-    feats = {s: build_features(a.data, s, Path(a.features), 3 if s == "train" else 0) for s in ("train", vs)}
-    short = short_prompts(feats["train"], a.per_clip, Path(a.features)) if a.per_clip else None
     x, tx = semantic_ids(Path(a.tokens), "train", semver, feats["train"]["ids"]), texts(mulan, feats["train"], short)
     vx, vt = semantic_ids(Path(a.tokens), vs, semver, feats[vs]["ids"]), texts(mulan, feats[vs], None)
     del feats
@@ -136,8 +130,9 @@ def train(a: argparse.Namespace) -> dict:
     return state
 
 
-def ship(best: Path, assets: Path, a: argparse.Namespace) -> bool:
-    """Copy ``best``'s ranker into the MuLan folder ``assets`` if it ranks the validation clips better there."""
+def ship_best(a: argparse.Namespace) -> bool:
+    """Copy OUT/best's ranker into the MuLan folder ``--assets`` if it ranks the validation clips better there."""
+    best, assets = Path(a.out) / "best", Path(a.assets)
     new, old = DraftRanker.load(best), DraftRanker.load(assets)
     mulan = MuLan.load(assets)
     semver = SemanticTokenizer.load(a.semantic).cfg.version
@@ -147,38 +142,18 @@ def ship(best: Path, assets: Path, a: argparse.Namespace) -> bool:
     feats = build_features(a.data, a.valid_split, Path(a.features), 0)
     vx, vt = semantic_ids(Path(a.tokens), a.valid_split, semver, feats["ids"]), texts(mulan, feats, None)
     s_old = valid_rank(old, vx, vt) if old is not None and old.fits(mulan.cfg, semver) else 0.5  # none: chance
-    return ship_if_better(best, assets, DraftRanker.FILES, "ranker", "valid_rank", valid_rank(new, vx, vt), s_old)
+    return ship(best, assets, DraftRanker.FILES, "ranker", "valid_rank", valid_rank(new, vx, vt), s_old,
+                higher_is_better=True)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.train.mulan_ranker", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="runs/corpus")
-    ap.add_argument("--features", type=Path, default=Path("runs/mulan"), help="the MuLan trainers' feature cache")
+DEFAULTS = {"resumable": False, "lr": 1e-3, "batch": 256, "eval_every": 100, "steps": 4000}
+
+
+def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--tokens", type=Path, default=Path("runs/tokens"), help="the stage trainer's token cache")
     ap.add_argument("--init", type=Path, default=Path("assets/mulan"), help="the frozen MuLan (its text projection)")
     ap.add_argument("--semantic", type=Path, default=Path("assets/semantic"), help="the tokenizer of the ids")
-    ap.add_argument("--out", default="runs/ranker")
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--minutes", type=float, default=None, help="stop this run after M minutes (resumable)")
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--per-clip", type=int, default=8, help="short prompts per train clip (0: captions only)")
     ap.add_argument("--valid-split", default="valid", help="the split that scores checkpoints and gates --ship")
-    ap.add_argument("--eval-every", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--ship", action="store_true", help="copy OUT/best's ranker into --assets if it ranks better")
-    ap.add_argument("--assets", type=Path, default=Path("assets/mulan"))
-    a = ap.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    train(a)
-    if a.ship:
-        ship(Path(a.out) / "best", a.assets, a)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

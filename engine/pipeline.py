@@ -1,0 +1,372 @@
+"""Text (+ hum) -> music: the MusicLM hierarchy end to end, streamed.
+
+``Cantus.load(assets)`` loads the codec, MuLan, the semantic tokenizer and the three stages, and checks that the
+stages were trained on tokens of exactly these models. ``generate_stream`` yields 24 kHz float32 chunks of at most
+``chunk_seconds`` as soon as the codec's stateful decoder has them; ``generate`` returns the whole clip (the same
+codes, decoded in one batch). Both are deterministic for the same inputs, seed and backend.
+
+Long form: windows of up to 10 s (the stages' training length); each window after the first keeps the last 5 s of
+codes and semantic ids as its prompt (MusicLM keeps 15 of 30 s), so the decoder just continues: there is no join to
+smooth. A window that another follows stops TAIL_S before its end (``window_plan``). Story mode: a list of (prompt,
+seconds); each window takes the prompt in force where its new audio starts. A melody shorter than the music
+repeats. Each stage of each window draws from its own generator seeded from (seed, window, stage), so chunking and
+interleaving never change the result.
+
+Decoding: a codec whose decoder reads semantic ids (``Codec.conditioned``) gets the ids the semantic stage drew for
+every frame, so the melody they carry reaches the audio even where the acoustic codes lose it; ``code_stream`` yields
+them as a ninth row under the eight code levels.
+
+Drafts: text alone from nothing (where TEXT_ONLY_DEFAULTS apply) draws ``Settings.drafts`` drafts of the window's
+semantic ids in one batch (the semantic stage at DRAFT_SEMANTIC) and keeps the one the draft ranker
+(``engine.mulan.ranker``) scores closest to the prompt; the acoustic stages then run once, so streaming starts after
+the drafts.
+
+Tempo: a BPM the prompt names ("at 96 bpm"), or ``Settings.bpm``, becomes the semantic stage's beat grid
+(``engine.lm.stages.beat_grid``) from the first new frame on.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .codec import Codec
+from .codec.model import frame_ids
+from .lm.model import StageLM
+from .lm.sampler import StageSampler
+from .lm.stages import BEAT_VOCAB, beat_grid
+from .melody import VOCAB as MELODY_VOCAB
+from .melody import MelodyError, melody_from_audio
+from .mulan import MuLan, PromptError
+from .mulan.ranker import DraftRanker
+from .semantic import SemanticTokenizer
+from .settings import (
+    CODEC_RATE,
+    KEEP_S,
+    SAMPLE_RATE,
+    GenerationError,
+    Request,
+    Segment,
+    Settings,
+    clip_frames,
+    prompt_bpm,
+    window_plan,
+)
+
+
+class Cancelled(Exception):
+    """Generation was stopped by the caller's cancel hook."""
+
+
+class Cantus:
+    def __init__(self, codec: Codec, mulan: MuLan, semantic: SemanticTokenizer, stages: dict[str, StageLM],
+                 codec_backend=None, ranker: DraftRanker | None = None):
+        self.codec, self.mulan, self.semantic, self.stages = codec, mulan, semantic, stages
+        if ranker is not None and not ranker.fits(mulan.cfg, semantic.cfg.version):
+            raise RuntimeError(f"the draft ranker was trained on MuLan {ranker.cfg.mulan} and semantic ids "
+                               f"{ranker.cfg.semantic}, not on the loaded {mulan.cfg.token_key} / "
+                               f"{semantic.cfg.version}: retrain it (python -m engine.train.mulan ranker)")
+        self.ranker = ranker  # None: one semantic draw per window, whatever Settings.drafts says
+        self.decoder = codec_backend or codec
+        versions = {"codec": codec.cfg.version, "mulan": mulan.cfg.version, "semantic": semantic.cfg.version}
+        for name, st in stages.items():
+            trained_on = json.loads(st.cfg.version)
+            if trained_on != versions:
+                raise RuntimeError(f"the {name} stage was trained on tokens of {trained_on}, but the loaded models are "
+                                   f"{versions}: retrain it (python -m engine.train.stage {name})")
+        if codec.conditioned and (codec.cfg.decoder_cond_version, codec.cfg.decoder_cond) != (
+                semantic.cfg.version, semantic.cardinality):
+            raise RuntimeError(f"the codec's decoder reads the semantic ids of tokenizer "
+                               f"{codec.cfg.decoder_cond_version!r}, but the loaded one is {semantic.cfg.version!r}")
+        assert stages["semantic"].cfg.vocab == semantic.cardinality == stages["coarse"].cfg.cond_vocabs[0]
+        assert stages["coarse"].cfg.vocab == stages["fine"].cfg.vocab == codec.cfg.codebook_size
+        assert stages["semantic"].cfg.cond_vocabs[:2] in ((MELODY_VOCAB,), (MELODY_VOCAB, BEAT_VOCAB))
+        # what a saved clip records of the models that made it (the prompt prior changes a seed's audio too)
+        self.versions = {**versions, "stages": {n: s.cfg.d_model for n, s in stages.items()},
+                         "prompt_prior": mulan.prior.cfg.version if mulan.prior is not None else None,
+                         "draft_ranker": ranker.cfg.version if ranker is not None else None}
+        self.text_cache: dict[str, torch.Tensor] = {}
+        self.prompt_embeddings: dict[str, torch.Tensor] = {}
+        self._ctx_memo = None  # (weak reference to the clip being continued, its context: _context)
+        self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
+
+    @classmethod
+    def load(cls, assets: str | Path = "assets", backend: str = "onnx", threads: int | None = None,
+             int8: bool = True) -> Cantus:
+        """``backend`` "onnx" (default: onnxruntime, CUDA when present) or "torch" (eager, the fallback). ``int8``:
+        the onnx stages' step graphs run with int8 weights (engine.export.stage_onnx; False = fp32, exact parity)."""
+        assets = Path(assets)
+        missing = [d for d in ("codec", "mulan", "semantic", "stages") if not (assets / d).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{assets} lacks the trained models {missing}; see README (rebuilding the models)")
+        codec = Codec.load(assets / "codec")
+        stages = {n: StageLM.load(assets / "stages", n) for n in ("semantic", "coarse", "fine")}
+        decoder = None
+        if backend == "onnx":
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                print("onnxruntime is not installed: using eager torch", file=sys.stderr)
+                backend = "torch"
+        if backend == "onnx":
+            from .export.cache import exported
+            from .export.codec_onnx import OnnxCodec, export_codec
+            from .export.stage_onnx import OnnxStage, export_stage
+            stages = {n: OnnxStage(m, exported(f"stage-{n}-int8", assets / "stages" / f"{n}.safetensors",
+                                               lambda d, m=m: export_stage(m, d)), threads, int8)
+                      for n, m in stages.items()}
+            decoder = _OnnxDecoder(OnnxCodec(exported("codec", assets / "codec" / "codec.safetensors",
+                                                      lambda d: export_codec(codec, d)), threads))
+        elif backend != "torch":
+            raise ValueError(f"unknown backend {backend!r}: onnx or torch")
+        model = cls(codec, MuLan.load(assets / "mulan"), SemanticTokenizer.load(assets / "semantic"), stages, decoder,
+                    DraftRanker.load(assets / "mulan"))
+        model.backend = backend
+        # onnxruntime runs the graphs; torch only samples and embeds small tensors between them. One torch thread
+        # is as fast on a quiet machine (10 s generated in 1.26 s vs 1.30 s with 2) and stays fast when another
+        # process holds a core (1.3 s vs 9-10 s with 2 threads: OpenMP's barrier waits for the busy core).
+        model.torch_threads = 1 if backend == "onnx" else None
+        return model
+
+    def warm_up(self) -> float:
+        """Loads MiniLM (about 3 s on first use) and runs every graph once with a 1 s generation, so a server's first
+        user does not wait for it; returns the seconds it took."""
+        t = time.perf_counter()
+        self.generate(Request([Segment("warm up", 1.0)], Settings(duration=1.0)))
+        return time.perf_counter() - t
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def text_tokens(self, prompt: str) -> torch.Tensor:
+        """prompt -> [12] MuLan tokens (raises GenerationError on an empty prompt)."""
+        try:
+            key = " ".join(prompt.split()) if isinstance(prompt, str) else prompt
+            if key not in self.text_cache:
+                self.text_cache[key] = self.mulan.tokens(self.mulan.embed_prompt([prompt]))[0]
+            return self.text_cache[key]
+        except PromptError as e:
+            raise GenerationError(str(e)) from None
+
+    def text_embedding(self, prompt: str) -> torch.Tensor:
+        """prompt -> [dim] MuLan text embedding (what the draft ranker scores drafts against)."""
+        key = " ".join(prompt.split())
+        if key not in self.prompt_embeddings:
+            self.prompt_embeddings[key] = self.mulan.embed_text([prompt])[0]
+        return self.prompt_embeddings[key]
+
+    def _pick_draft(self, sem: StageSampler, prompt: str) -> torch.Tensor:
+        """The ids [T] of the draft the ranker scores highest against ``prompt`` (the only one, with one)."""
+        if sem.B == 1:
+            return sem.codes()[0]
+        drafts = torch.stack([sem.codes(row=r)[0] for r in range(sem.B)])
+        return drafts[int(self.ranker.scores(drafts, self.text_embedding(prompt)).argmax())]
+
+    @staticmethod
+    def melody_tokens(audio: np.ndarray, sr: int) -> np.ndarray:
+        """A hum / whistle / song -> 25 Hz melody tokens (raises GenerationError when no melody is heard)."""
+        try:
+            return melody_from_audio(audio, sr).tokens
+        except MelodyError as e:
+            raise GenerationError(str(e)) from None
+
+    # ------------------------------------------------------------------------------------------ codes
+    @torch.inference_mode()
+    def code_stream(self, req: Request, progress: Callable[[float, str], None] | None = None,
+                    cancel: Callable[[], bool] | None = None, chunk_frames: int = 50,
+                    extra_frames: int = 0) -> Iterator[torch.Tensor]:
+        """Yields [9, n] for consecutive new frames (50 Hz), chunk by chunk: the 8 code levels, then the semantic id
+        of each frame (``extra_frames`` beyond the duration: the decoder's delay, when continuing)."""
+        s = req.settings.validate()
+        if not req.segments:
+            raise GenerationError("give a prompt (or a story: a list of prompts with seconds)")
+        bounds = np.cumsum([seg.seconds for seg in req.segments])
+        prompts = [self.text_tokens(seg.prompt) for seg in req.segments]
+        bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt) for seg in req.segments]
+        null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)
+        total = clip_frames(min(s.duration, bounds[-1])) + extra_frames
+        total += total % 2  # even: two codec frames per semantic id
+        melody = None
+        if req.melody is not None and len(req.melody):
+            melody = torch.as_tensor(np.resize(np.asarray(req.melody, dtype=np.int64), total // 2 + 1))
+        ctx_codes = torch.zeros(8, 0, dtype=torch.long)
+        ctx_sem = torch.zeros(0, dtype=torch.long)
+        if req.continuation is not None:
+            ctx = self._context(req.continuation)
+            ctx_codes, ctx_sem = ctx[:8], ctx[8, ::2]
+        produced = 0
+        plan = window_plan(total, ctx_codes.shape[-1])
+        for w, (n_ctx, n_new) in enumerate(plan):
+            W = n_ctx + n_new
+            t_new = produced / CODEC_RATE  # seconds into the piece where this window's new audio starts
+            seg_i = min(int(np.searchsorted(bounds, t_new, side="right")), len(prompts) - 1)
+            prefix = prompts[seg_i]
+            gens = [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + k) for k in range(3)]
+            guided = s.guidance != 1.0
+            cool = melody is None and n_ctx == 0  # the sampling temperatures: see TEXT_ONLY_DEFAULTS
+            pre = torch.stack([prefix, null]) if guided else prefix[None]
+            # stage 1: semantic ids for the window (melody and beat grid aligned by absolute time; both start with
+            # the new audio: a continuation's context has neither)
+            st1 = self.stages["semantic"]
+            first = (produced - n_ctx) // 2  # piece frame (25 Hz) of the window's first frame
+            j0 = max(0, -first)
+            absent = torch.tensor(st1.cfg.cond_vocabs)[None, :, None]
+            cond1 = absent.expand(1, -1, W // 2).clone()
+            if melody is not None:
+                cond1[0, 0, j0:] = melody[first + j0:first + W // 2][: W // 2 - j0]
+            if len(st1.cfg.cond_vocabs) > 1 and bpms[seg_i] is not None:
+                cond1[0, 1, j0:] = beat_grid(bpms[seg_i], W // 2 - j0, first + j0)
+            melody_row = cond1[:, :1]  # [1, 1, W // 2]: the hum (or 'absent') where the window's ids are
+            if guided:
+                cond1 = torch.cat([cond1, _uncond(st1, cond1)])
+            n_drafts = int(s.drafts) if cool and self.ranker is not None else 1
+            sem_gens = gens[:1] + [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + 1_000_003 * d)
+                                   for d in range(1, n_drafts)]
+            sem = StageSampler(st1, pre.repeat_interleave(n_drafts, 0), cond1.repeat_interleave(n_drafts, 0), W // 2,
+                               s.params("semantic", cool, n_drafts > 1 and bpms[seg_i] is None), sem_gens,
+                               ctx_sem[None])
+            while not sem.done:
+                _check(cancel)
+                sem.advance()
+                if progress and sem.s % 25 == 0:
+                    progress((produced + n_new * 0.2 * sem.s / sem.S) / total,
+                             "semantic tokens" if n_drafts == 1 else f"semantic tokens, {n_drafts} drafts")
+            sem_ids = self._pick_draft(sem, req.segments[seg_i].prompt)  # [W // 2]
+            sem_frames = frame_ids(sem_ids[None], W, self.semantic.cardinality)  # [1, W]
+            # stages 2 and 3 interleaved: fine step s needs coarse frames up to s + 2
+            cond2 = sem_ids[None, None]
+            if len(self.stages["coarse"].cfg.cond_vocabs) > 1:  # a coarse stage that reads the melody as well
+                cond2 = torch.cat([cond2, melody_row], 1)
+            if guided:
+                cond2 = torch.cat([cond2, _uncond(self.stages["coarse"], cond2)])
+            coarse = StageSampler(self.stages["coarse"], pre, cond2, W, s.params("coarse", cool), gens[1],
+                                  ctx_codes[:4])
+            fine_cond = torch.full((1, 4, W), self.codec.cfg.codebook_size, dtype=torch.long)
+            fine_cond[0, :, :n_ctx] = ctx_codes[:4]
+            fine = StageSampler(self.stages["fine"], prefix[None], fine_cond, W, s.params("fine", cool), gens[2],
+                                ctx_codes[4:8], progressive=True)
+            emitted = n_ctx
+            while emitted < W:
+                _check(cancel)
+                need = min(W, fine.s + 3)
+                while coarse.frames_done < need:
+                    before = coarse.frames_done
+                    coarse.advance()
+                    if coarse.frames_done > before:
+                        fine.cond_ids[0, :, before:coarse.frames_done] = coarse.codes(before, coarse.frames_done)
+                fine.advance()
+                ready = fine.frames_done
+                if ready - emitted >= chunk_frames or (ready == W and ready > emitted):
+                    codes = torch.cat([coarse.codes(emitted, ready), fine.codes(emitted, ready),
+                                       sem_frames[:, emitted:ready]])
+                    produced += ready - emitted
+                    emitted = ready
+                    if progress:
+                        progress(produced / total, "acoustic tokens")
+                    yield codes
+            if w + 1 < len(plan):  # the next window's context: the last frames of this one, as many as the plan says
+                keep = plan[w + 1][0]
+                ctx_codes = torch.cat([coarse.codes(W - keep, W), fine.codes(W - keep, W)])
+                ctx_sem = sem_ids[(W - keep) // 2:]
+
+    # ------------------------------------------------------------------------------------------ audio
+    def generate_stream(self, req: Request, progress=None, cancel=None, chunk_seconds: float = 1.0) -> Iterator[np.ndarray]:
+        """Yields float32 mono 24 kHz chunks of at most ``chunk_seconds`` (>= 0.02 s) as they are decoded."""
+        chunk = max(1, int(chunk_seconds * CODEC_RATE))
+        with _torch_threads(self.torch_threads):
+            yield from self.decode_stream(self.code_stream(req, progress, cancel, chunk, self._lead(req)), req)
+
+    def generate(self, req: Request, progress=None, cancel=None) -> np.ndarray:
+        """The whole clip: the same codes as the stream, decoded in one call (float32 mono 24 kHz)."""
+        with _torch_threads(self.torch_threads):
+            codes = torch.cat(list(self.code_stream(req, progress, cancel, 10 ** 9, self._lead(req))), -1)
+            return np.concatenate(list(self.decode_stream(iter([codes]), req)))
+
+    @torch.inference_mode()
+    def _context(self, clip: np.ndarray) -> torch.Tensor:
+        """A continuation's context (``_context_audio``) as [9, n], the layout ``code_stream`` yields: its codes and
+        each frame's semantic id, encoded once per clip. The stages start from them, the decoder warms up on them."""
+        if self._ctx_memo is None or self._ctx_memo[0]() is not clip:
+            a = _context_audio(clip)  # whole semantic frames, so n = 2 x the ids
+            ctx = torch.zeros(9, 0, dtype=torch.long)
+            if a.shape[-1]:
+                codes = self.codec.encode(a)[0, :, : a.shape[-1] // 480]
+                ctx = torch.cat([codes, frame_ids(self.semantic.encode(a), codes.shape[-1], self.semantic.cardinality)])
+            self._ctx_memo = (weakref.ref(clip), ctx)
+        return self._ctx_memo[1]
+
+    def _lead(self, req: Request) -> int:
+        """Frames to generate beyond the duration when continuing: they cover the decoder's delay."""
+        return -(-self.codec.delay // 480) if req.continuation is not None else 0
+
+    def decode_stream(self, codes: Iterator[torch.Tensor], req: Request) -> Iterator[np.ndarray]:
+        """Codes of new frames -> audio chunks. A continuation warms the decoder up on its context, which ends
+        exactly where the user's clip ends; the decoder's output lags its codes by ``codec.delay`` samples (60 ms),
+        whose first part is the context's own end: it is dropped, and the extra frames ``_lead`` asked for fill the
+        length, so the original followed by the extension joins without repeating a note onset."""
+        state, skip, left = None, 0, None
+        if req.continuation is not None:
+            ctx = self._context(req.continuation)
+            if ctx.shape[-1]:
+                _, state = self.decoder.decode_step(ctx[None, :8], None, ctx[8:9])
+                skip = self.codec.delay
+            left = clip_frames(min(req.settings.duration, sum(s.seconds for s in req.segments))) * 480
+        for c in codes:  # [8, n] codes, or [9, n]: codes and each frame's semantic id (code_stream)
+            ids = c[8:9] if c.shape[0] == 9 else None
+            audio, state = self.decoder.decode_step(c[None, :8], state, ids)
+            audio = np.asarray(audio[0], dtype=np.float32)
+            cut = min(skip, len(audio))
+            audio, skip = audio[cut:], skip - cut
+            if left is not None:
+                audio, left = audio[:left], left - min(left, len(audio))
+            if len(audio):
+                yield audio
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` for the block (unchanged when None), then restored."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _context_audio(audio: np.ndarray) -> torch.Tensor:
+    """The last KEEP_S seconds of a clip to continue, [1, T], T whole semantic frames (1,920 samples) counted back
+    from the clip's end, so the continuation starts exactly where the clip stops."""
+    a = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None, -int(KEEP_S * SAMPLE_RATE):]
+    return a[:, a.shape[-1] % 1920:]
+
+
+class _OnnxDecoder:
+    """Adapts OnnxCodec's numpy streaming decoder to the torch codes the generator produces."""
+
+    def __init__(self, onnx_codec):
+        self.onnx = onnx_codec
+
+    def decode_step(self, codes: torch.Tensor, state=None, cond: torch.Tensor | None = None):
+        audio, state = self.onnx.decode_step(codes.numpy().astype(np.int64), state,
+                                             None if cond is None else cond.numpy().astype(np.int64))
+        return torch.from_numpy(np.asarray(audio)), state
+
+
+def _uncond(stage, cond: torch.Tensor) -> torch.Tensor:
+    """The unconditional branch's aligned streams: 'absent' when the stage was trained that way (cond_dropout),
+    else the same streams (guidance then acts on the prefix alone)."""
+    if not stage.cfg.cond_dropout:
+        return cond
+    return torch.tensor(stage.cfg.cond_vocabs)[None, :, None].expand_as(cond).clone()
+
+
+def _check(cancel) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("generation was stopped")
