@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .library import clean_text
+
 FORMATS = ("wav", "flac", "mp3")
 
 
@@ -23,9 +25,10 @@ class ExportError(RuntimeError):
 
 
 def describe(meta: dict) -> tuple[str, str]:
-    title = meta.get("name") or meta.get("prompt") or "Cantus clip"
+    """(title, comment) for the tags; no control characters (a NUL ends an ffmpeg argument), the JSON escaped."""
+    title = clean_text(meta.get("name") or meta.get("prompt") or "", 200) or "Cantus clip"
     keep = {k: meta[k] for k in ("prompt", "story", "seed", "settings", "melody_file", "versions", "id") if k in meta}
-    return str(title)[:200], json.dumps(keep, ensure_ascii=False)
+    return title, json.dumps(keep, ensure_ascii=True)
 
 
 def export(audio: np.ndarray, sr: int, meta: dict, fmt: str, out_dir: str | Path) -> Path:
@@ -51,7 +54,7 @@ def export(audio: np.ndarray, sr: int, meta: dict, fmt: str, out_dir: str | Path
         sf.write(wav, audio, sr, subtype="PCM_16")
         r = subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(wav), "-codec:a", "libmp3lame", "-b:a", "192k",
                             "-metadata", f"title={title}", "-metadata", f"comment={comment}", "-id3v2_version", "3",
-                            str(path)], capture_output=True, text=True)
+                            str(path)], capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise ExportError(f"ffmpeg could not write the MP3: {r.stderr.strip()[:300]}")
     return path

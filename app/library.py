@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import secrets
 import shutil
 import time
+import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +32,85 @@ import soundfile as sf
 SAMPLE_RATE = 24_000
 _ID = re.compile(r"^[0-9a-f]{12}$")
 MAX_BUNDLE_BYTES = 200 * 1024 * 1024
+MAX_META_BYTES = 64 * 1024
+MAX_CLIP_SECONDS = 1_200  # a 5-minute clip extended a few times; an import beyond this is refused
+PROMPT_CHARS, NAME_CHARS = 2_000, 120
+RATE_RANGE = (8_000, 192_000)
 
 
 class LibraryError(ValueError):
     """A library operation that cannot be done; the message is meant for the user."""
+
+
+def clean_text(value, limit: int) -> str:
+    """Text from outside as the library keeps it: control characters and unpaired surrogates dropped (they break
+    file tags and JSON), white space folded, at most ``limit`` characters."""
+    text = "".join(ch for ch in str(value) if unicodedata.category(ch) not in ("Cc", "Cs", "Co", "Cn") or ch in "\t\n")
+    return " ".join(text.split())[:limit]
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _short_json(v, limit: int) -> bool:
+    try:
+        return len(json.dumps(v, allow_nan=False)) <= limit
+    except (TypeError, ValueError):
+        return False
+
+
+# What a clip's meta.json may hold: key -> (check, what it must be). Anything else is dropped on import.
+META_FIELDS = {
+    "id": (lambda v: isinstance(v, str) and bool(_ID.match(v)), "a 12-digit hex id"),
+    "name": (lambda v: isinstance(v, str) and len(v) <= NAME_CHARS, f"text of at most {NAME_CHARS} characters"),
+    "prompt": (lambda v: isinstance(v, str) and len(v) <= 8 * PROMPT_CHARS, "text"),
+    "story": (lambda v: v is None or (isinstance(v, list) and len(v) <= 64 and all(
+        isinstance(s, dict) and isinstance(s.get("prompt"), str) and len(s["prompt"]) <= PROMPT_CHARS
+        and _is_num(s.get("seconds")) for s in v)), "a list of prompts with seconds"),
+    "melody_file": (lambda v: v is None or (isinstance(v, str) and len(v) <= 255), "a file name"),
+    "melody_tokens": (lambda v: v is None or (isinstance(v, list) and len(v) <= 30_000 and all(
+        isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 13 for t in v)), "melody tokens (0-12)"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 63, "a whole number"),
+    "settings": (lambda v: isinstance(v, dict) and len(v) <= 32 and all(
+        isinstance(k, str) and (v[k] is None or isinstance(v[k], (bool, str)) or _is_num(v[k])) for k in v)
+        and _short_json(v, 4096), "a table of settings"),
+    "continues": (lambda v: v is None or (isinstance(v, str) and bool(_ID.match(v))), "a clip id"),
+    "versions": (lambda v: isinstance(v, dict) and _short_json(v, 4096), "model versions"),
+    "created": (lambda v: isinstance(v, str) and len(v) <= 40, "a date"),
+    "seconds": (lambda v: _is_num(v) and 0 <= v <= MAX_CLIP_SECONDS, "a duration"),
+    "generation_seconds": (lambda v: _is_num(v) and v >= 0, "a duration"),
+    "imported": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def check_meta(meta, drop_unknown: bool = False) -> dict:
+    """``meta`` if every field has the type and size the app relies on (LibraryError naming the first that does
+    not); with ``drop_unknown`` fields the app does not know are left out instead of refused."""
+    if not isinstance(meta, dict):
+        raise LibraryError("the clip description (meta.json) is not a table of fields")
+    if not _short_json(meta, MAX_META_BYTES):
+        raise LibraryError(f"the clip description (meta.json) is over {MAX_META_BYTES // 1024} KB or not plain JSON")
+    out = {}
+    for k, v in meta.items():
+        if k not in META_FIELDS:
+            if drop_unknown:
+                continue
+            raise LibraryError(f"the clip description has an unknown field {str(k)[:40]!r}")
+        ok, what = META_FIELDS[k]
+        if not ok(v):
+            raise LibraryError(f"the clip description's {k!r} is not {what}")
+        out[k] = v
+    return out
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable: the entry itself lives in the folder."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -54,11 +132,16 @@ def _check_id(clip_id: str) -> str:
 
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 class ClipLibrary:
@@ -73,9 +156,13 @@ class ClipLibrary:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1 or audio.size == 0 or not np.isfinite(audio).all():
             raise LibraryError("refusing to save an empty or invalid clip")
+        if audio.size > MAX_CLIP_SECONDS * SAMPLE_RATE:
+            raise LibraryError(f"a clip may last {MAX_CLIP_SECONDS // 60} minutes at most")
         clip_id = _check_id(clip_id) if clip_id else secrets.token_hex(6)
         if (self.root / clip_id).exists():
             raise LibraryError(f"a clip {clip_id} already exists")
+        meta = check_meta({**meta, "id": clip_id, "created": meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S"),
+                           "seconds": round(len(audio) / SAMPLE_RATE, 2)})
         tmp = self.root / f".tmp-{clip_id}"
         tmp.mkdir()
         try:
@@ -83,10 +170,9 @@ class ClipLibrary:
                 sf.write(f, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV")
                 f.flush()
                 os.fsync(f.fileno())
-            meta = {**meta, "id": clip_id, "created": meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "seconds": round(len(audio) / SAMPLE_RATE, 2)}
             _write_json(tmp / "meta.json", meta)
             os.replace(tmp, self.root / clip_id)
+            _fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -94,44 +180,64 @@ class ClipLibrary:
 
     def rename(self, clip_id: str, name: str) -> Clip:
         clip = self.get(clip_id)
-        name = " ".join(str(name).split())[:120]
+        name = clean_text(name, NAME_CHARS)
         if not name:
             raise LibraryError("the new name is empty")
         _write_json(self.root / clip.id / "meta.json", {**clip.meta, "name": name})
         return self.get(clip.id)
 
     def delete(self, clip_id: str) -> None:
-        clip = self.get(clip_id)
-        trash = self.root / f".tmp-del-{clip.id}"
-        os.replace(self.root / clip.id, trash)  # disappears from listings at once, then is removed
+        """Removes a clip, a damaged one too (one ``get`` would refuse)."""
+        d = self.root / _check_id(clip_id)
+        if not d.is_dir():
+            raise LibraryError(f"there is no clip {clip_id}")
+        trash = self.root / f".tmp-del-{clip_id}"
+        os.replace(d, trash)  # disappears from listings at once, then is removed
+        _fsync_dir(self.root)
         shutil.rmtree(trash, ignore_errors=True)
 
     # ----------------------------------------------------------------------------------------------- read
     def get(self, clip_id: str) -> Clip:
         d = self.root / _check_id(clip_id)
         try:
-            meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            with open(d / "meta.json", "rb") as f:
+                raw = f.read(MAX_META_BYTES + 1)
+        except OSError:
             raise LibraryError(f"there is no clip {clip_id}") from None
+        try:
+            meta = check_meta(json.loads(raw.decode("utf-8")), drop_unknown=True)
+            if meta.get("id", clip_id) != clip_id:
+                raise LibraryError("its description names another clip")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, LibraryError) as e:
+            raise LibraryError(f"clip {clip_id} is damaged ({e}); delete it or restore its meta.json") from None
         return Clip(clip_id, meta, d / "audio.wav")
 
-    def list(self, query: str = "") -> list[Clip]:
-        """Newest first; ``query`` matches words of the name, prompt, seed or id (case-insensitive)."""
+    def scan(self, query: str = "") -> tuple[list[Clip], list[str]]:
+        """(clips newest first, ids of damaged clips); ``query`` matches words of the name, prompt, seed or id
+        (case-insensitive). A damaged clip is reported, never a reason for the listing to fail."""
         words = query.lower().split()
-        clips = []
+        clips, damaged = [], []
         for d in self.root.iterdir():
             if d.is_dir() and _ID.match(d.name):
                 try:
                     clip = self.get(d.name)
                 except LibraryError:
+                    damaged.append(d.name)
                     continue
                 text = " ".join(str(clip.meta.get(k, "")) for k in ("name", "prompt", "seed", "id")).lower()
                 if all(w in text for w in words):
                     clips.append(clip)
-        return sorted(clips, key=lambda c: c.meta.get("created", ""), reverse=True)
+        return sorted(clips, key=lambda c: c.meta.get("created", ""), reverse=True), sorted(damaged)
+
+    def list(self, query: str = "") -> list[Clip]:
+        """The clips ``scan`` finds, newest first."""
+        return self.scan(query)[0]
 
     def audio(self, clip_id: str) -> np.ndarray:
-        a, _ = sf.read(self.get(clip_id).audio_path, dtype="float32")
+        try:
+            a, _ = sf.read(self.get(clip_id).audio_path, dtype="float32")
+        except (sf.LibsndfileError, OSError):
+            raise LibraryError(f"clip {clip_id}'s audio is damaged; delete it") from None
         return a
 
     # -------------------------------------------------------------------------------------------- bundles
@@ -144,31 +250,58 @@ class ClipLibrary:
         return buf.getvalue()
 
     def import_bundle(self, data: bytes | str | Path) -> Clip:
+        """A bundle from outside -> a new clip. Everything is checked before anything is written: the zip's entries
+        (each name once), meta.json's size and fields, the audio's sample rate and length from its header."""
         if isinstance(data, (str, Path)):
             p = Path(data)
             if p.stat().st_size > MAX_BUNDLE_BYTES:
                 raise LibraryError("that bundle is too large")
             data = p.read_bytes()
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as z:
-                names = set(z.namelist())
-                if not {"audio.wav", "meta.json"} <= names:
-                    raise LibraryError("not a Cantus clip bundle: it needs audio.wav and meta.json")
-                if sum(i.file_size for i in z.infolist()) > MAX_BUNDLE_BYTES:
-                    raise LibraryError("that bundle is too large")
-                meta = json.loads(z.read("meta.json").decode("utf-8"))
-                audio, sr = sf.read(io.BytesIO(z.read("audio.wav")), dtype="float32")
-        except zipfile.BadZipFile:
-            raise LibraryError("not a Cantus clip bundle (the file is not a zip archive)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, RuntimeError, sf.LibsndfileError) as e:
-            raise LibraryError(f"the bundle is damaged: {e}") from None
-        if not isinstance(meta, dict):
-            raise LibraryError("the bundle's meta.json is not a clip description")
-        if audio.ndim > 1:
-            audio = audio.mean(1)
-        if sr != SAMPLE_RATE:
-            from engine import resample
-            audio = resample(audio, sr, SAMPLE_RATE)
-        meta = {k: v for k, v in meta.items() if k not in ("id", "seconds")}
-        meta["imported"] = True
-        return self.save(audio, meta)
+            meta, audio = _read_bundle(data)
+        except MemoryError:
+            raise LibraryError("that bundle is too large to read") from None
+        return self.save(audio, {**meta, "imported": True})
+
+
+def _read_bundle(data: bytes) -> tuple[dict, np.ndarray]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+            names = [i.filename for i in infos]
+            if not {"audio.wav", "meta.json"} <= set(names):
+                raise LibraryError("not a Cantus clip bundle: it needs audio.wav and meta.json")
+            if names.count("audio.wav") > 1 or names.count("meta.json") > 1:
+                raise LibraryError("the bundle holds audio.wav or meta.json twice")
+            if sum(i.file_size for i in infos) > MAX_BUNDLE_BYTES:
+                raise LibraryError("that bundle is too large")
+            if z.getinfo("meta.json").file_size > MAX_META_BYTES:
+                raise LibraryError(f"the bundle's meta.json is over {MAX_META_BYTES // 1024} KB")
+            meta = json.loads(z.read("meta.json").decode("utf-8"))
+            wav = z.read("audio.wav")
+        info = sf.info(io.BytesIO(wav))
+        if not RATE_RANGE[0] <= info.samplerate <= RATE_RANGE[1]:
+            raise LibraryError(f"the bundle's audio declares {info.samplerate} Hz; "
+                               f"{RATE_RANGE[0] // 1000}-{RATE_RANGE[1] // 1000} kHz is accepted")
+        if info.frames / info.samplerate > MAX_CLIP_SECONDS or not 1 <= info.channels <= 8:
+            raise LibraryError(f"the bundle's audio lasts {info.frames / info.samplerate:.0f} s in {info.channels} "
+                               f"channels; a clip is at most {MAX_CLIP_SECONDS} s")
+        audio, sr = sf.read(io.BytesIO(wav), dtype="float32")
+    except zipfile.BadZipFile:
+        raise LibraryError("not a Cantus clip bundle (the file is not a zip archive)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, RuntimeError, EOFError, zlib.error,
+            NotImplementedError, OSError, sf.LibsndfileError, ValueError) as e:
+        if isinstance(e, LibraryError):
+            raise
+        raise LibraryError(f"the bundle is damaged: {str(e)[:200]}") from None
+    if isinstance(meta, dict):  # what this library assigns itself is not taken from outside
+        meta = {k: v for k, v in meta.items() if k not in ("id", "seconds", "imported")}
+    meta = check_meta(meta, drop_unknown=True)
+    if audio.ndim > 1:
+        audio = audio.mean(1)
+    if audio.size == 0 or not np.isfinite(audio).all():
+        raise LibraryError("the bundle's audio is empty or invalid")
+    if sr != SAMPLE_RATE:
+        from engine import resample
+        audio = resample(audio, sr, SAMPLE_RATE)
+    return meta, audio

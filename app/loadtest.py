@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -77,42 +78,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's resident memory from /proc: ``VmHWM`` its peak so far, ``VmRSS`` now."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+@contextmanager
+def serving(assets: str, library: str):
+    """``launch.py`` in a child process on a free local port -> (url, process, seconds it took to answer)."""
+    root = Path(__file__).resolve().parent.parent
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, str(root / "launch.py"), "--port", str(port), "--library", library,
+                               "--assets", assets, "--no-browser"], cwd=root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        t_start = time.time()
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the app exited: {server.stderr.read()[-2000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.time() - t_start > 300:
+                    raise RuntimeError("the app did not answer within 300 s") from None
+                time.sleep(1)
+        yield url, server, time.time() - t_start
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 def measure(sessions: int, minutes: float, seconds: float, assets: str = "assets") -> dict:
     from .library import ClipLibrary
 
-    root = Path(__file__).resolve().parent.parent
-    with tempfile.TemporaryDirectory() as tmp:
-        port = _free_port()
-        server = subprocess.Popen([sys.executable, str(root / "launch.py"), "--port", str(port), "--library", tmp,
-                                   "--assets", assets, "--no-browser"], cwd=root, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            t_start = time.time()
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"the app exited: {server.stderr.read()[-2000:]}")
-                try:
-                    urllib.request.urlopen(url, timeout=2)
-                    break
-                except OSError:
-                    if time.time() - t_start > 300:
-                        raise RuntimeError("the app did not answer within 300 s")
-                    time.sleep(1)
-            startup = time.time() - t_start
-            r = run_sessions(url, sessions, seconds, deadline=time.time() + minutes * 60)
-            r["server_peak_rss_mb"] = _peak_rss_mb(server.pid)
-            r["in_library"] = len({c.id for c in ClipLibrary(tmp).list()} & set(r["saved"]))
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+    with tempfile.TemporaryDirectory() as tmp, serving(assets, tmp) as (url, server, startup):
+        r = run_sessions(url, sessions, seconds, deadline=time.time() + minutes * 60)
+        r["server_peak_rss_mb"] = rss_mb(server.pid)
+        r["in_library"] = len({c.id for c in ClipLibrary(tmp).list()} & set(r["saved"]))
     r.update(minutes=minutes, seconds=seconds, startup_s=startup)
     return r
 

@@ -4,6 +4,7 @@ save it to the library. ``app.ui`` only wires these to Gradio components, so the
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -26,9 +27,13 @@ from engine import (
     prompt_bpm,
 )
 
-from .library import Clip, ClipLibrary
+from .library import PROMPT_CHARS, Clip, ClipLibrary, LibraryError, check_meta, clean_text
 
 MAX_HUM_SECONDS = 300
+MAX_STORY_LINES = 32
+# One hum analysis at a time: PESTO on a long recording takes a core and hundreds of MB, and two at once
+# (the UI's default concurrency) doubled both.
+_HEARING = threading.Lock()
 NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 EXAMPLES = [
     "slow meditative flute and guitar",
@@ -78,10 +83,12 @@ def hear(path: str | None) -> Heard | None:
         import soundfile as sf
         try:
             sr = int(sf.info(path).samplerate)
-        except Exception:
+        except (RuntimeError, OSError):
             sr = 44_100  # compressed formats: decoded by ffmpeg at this rate
-        audio = load_audio(path, sr, max_seconds=MAX_HUM_SECONDS)
-        track = melody_from_audio(audio, sr)
+        sr = min(max(sr, 8_000), 48_000)  # load_audio refuses a declared rate outside 8-192 kHz itself
+        with _HEARING:
+            audio = load_audio(path, sr, max_seconds=MAX_HUM_SECONDS)
+            track = melody_from_audio(audio, sr)
     except (AudioError, MelodyError) as e:
         raise UserError(str(e)) from None
     return Heard(str(path), track.tokens, track.midi)
@@ -97,6 +104,15 @@ def settings_from_ui(duration, seed, temperature, top_k, guidance, bpm=0, drafts
         raise UserError(str(e)) from None
 
 
+def clean_prompt(text) -> str:
+    """A prompt as the server takes it, whatever the browser sent: control characters dropped, at most
+    PROMPT_CHARS characters (UserError beyond)."""
+    text = clean_text(text or "", 10 * PROMPT_CHARS)
+    if len(text) > PROMPT_CHARS:
+        raise UserError(f"the prompt is {len(text)} characters long; the limit is {PROMPT_CHARS}")
+    return text
+
+
 def story_from_rows(rows) -> list[Segment]:
     """Rows of (prompt, seconds) from the story table -> segments (blank rows skipped)."""
     segs = []
@@ -104,15 +120,17 @@ def story_from_rows(rows) -> list[Segment]:
         return segs
     values = rows.values.tolist() if hasattr(rows, "values") else list(rows)
     for row in values:
-        if not row or not str(row[0] or "").strip():
+        if not row or not clean_text(row[0] or "", 10):
             continue
+        if len(segs) == MAX_STORY_LINES:
+            raise UserError(f"a story has at most {MAX_STORY_LINES} lines")
         try:
             sec = float(row[1])
         except (TypeError, ValueError, IndexError):
             raise UserError(f"the story line {str(row[0])[:40]!r} needs a number of seconds") from None
         if not 1 <= sec <= 300:
             raise UserError(f"each story line lasts 1 to 300 seconds, not {sec:g}")
-        segs.append(Segment(str(row[0]), sec))
+        segs.append(Segment(clean_prompt(row[0]), sec))
     return segs
 
 
@@ -128,7 +146,7 @@ class Studio:
                 raise UserError(f"the story lasts {settings.duration:g} s; the limit is 300 s")
             segments = story
         else:
-            segments = [Segment(prompt or "", settings.duration)]
+            segments = [Segment(clean_prompt(prompt), settings.duration)]
         try:
             for seg in segments:
                 self.engine.text_tokens(seg.prompt)
@@ -141,10 +159,14 @@ class Studio:
             cont = self.library.audio(continue_clip)
         meta = {"prompt": segments[0].prompt if len(segments) == 1 else " → ".join(s.prompt for s in segments),
                 "story": [asdict(s) for s in segments] if len(segments) > 1 else None,
-                "melody_file": Path(heard.path).name if heard else None,
+                "melody_file": clean_text(Path(heard.path).name, 255) if heard else None,
                 "melody_tokens": heard.tokens.tolist() if heard else None,
                 "seed": settings.seed, "settings": asdict(settings), "continues": continue_clip,
                 "versions": self.engine.versions}
+        try:
+            check_meta(meta)  # what the library will refuse after the music is made is refused now
+        except LibraryError as e:
+            raise UserError(str(e)) from None
         return Request(segments, settings, heard.tokens if heard else None, cont), meta
 
     def stream(self, req: Request, meta: dict, progress=None, cancel=None) -> Iterator[tuple[str, object]]:

@@ -1,5 +1,7 @@
 """The Gradio app: create (prompt, hum, settings, story, stream), library (browse, play, rename, delete, remix,
-share) — widgets only; the work is in ``app.studio`` and ``app.library``.
+share) — widgets only; the work is in ``app.studio`` and ``app.library``. Read-only (``build(..., read_only=True)``):
+the library's clips and permalinks only; the events that would change anything are not even registered, so no API
+call can reach them.
 
 Streaming: the generate event is a generator that yields 1 s int16 chunks at a fixed gain into a streaming
 ``gr.Audio`` (Gradio would rescale float chunks one by one). Stop cancels the event; the engine stops at the next
@@ -21,7 +23,7 @@ from engine import DRAFTS, SAMPLE_RATE, Cancelled
 
 from . import studio
 from .export import ExportError, export
-from .library import LibraryError
+from .library import LibraryError, clean_text
 from .studio import EXAMPLES, Studio, UserError
 
 HEADERS = ["id", "name", "seed", "seconds", "created"]
@@ -35,13 +37,15 @@ def _downloads() -> str:
     return path
 
 
-def build(st: Studio) -> gr.Blocks:
+def build(st: Studio, read_only: bool = False) -> gr.Blocks:
 
-    with gr.Blocks(title="Cantus") as demo:
+    # uploads and served copies live in Gradio's cache: cleared of files older than an hour, every hour
+    with gr.Blocks(title="Cantus", delete_cache=(3600, 3600)) as demo:
         heard_state = gr.State(None)
         clip_state = gr.State(None)  # id of the clip on show
-        gr.Markdown("# Cantus\nType what you want to hear; hum, whistle or sing a melody if you like.")
-        with gr.Tab("Create"):
+        gr.Markdown("# Cantus\n" + ("Clips shared from a Cantus library." if read_only else
+                                      "Type what you want to hear; hum, whistle or sing a melody if you like."))
+        with gr.Tab("Create", visible=not read_only):
             with gr.Row():
                 with gr.Column(scale=3):
                     prompt = gr.Textbox(label="Prompt", lines=2, max_length=2000,
@@ -86,17 +90,20 @@ def build(st: Studio) -> gr.Blocks:
                 search = gr.Textbox(label="Search", placeholder="words of the prompt or name", scale=3)
                 refresh = gr.Button("Refresh", scale=0)
             table = gr.Dataframe(headers=HEADERS, interactive=False, label="Clips (newest first)")
+            damaged_note = gr.Markdown()
             lib_player = gr.Audio(type="filepath", label="Selected clip", interactive=False)
             lib_info = gr.Markdown()
-            with gr.Row():
+            with gr.Row(visible=not read_only):
                 new_name = gr.Textbox(label="Rename to", scale=3)
                 rename_btn = gr.Button("Rename")
                 remix_btn = gr.Button("Remix (load its settings)")
                 delete_btn = gr.Button("Delete", variant="stop")
+                clean_btn = gr.Button("Remove damaged clips")
             with gr.Row():
                 bundle_btn = gr.Button("Export bundle (zip)")
                 bundle_file = gr.File(label="Bundle", interactive=False)
-                import_file = gr.File(label="Import a bundle", file_types=[".zip"], type="filepath")
+                import_file = gr.File(label="Import a bundle", file_types=[".zip"], type="filepath",
+                                      visible=not read_only)
             lib_status = gr.Markdown()
 
         # ------------------------------------------------------------------------------------------ create
@@ -111,8 +118,10 @@ def build(st: Studio) -> gr.Blocks:
             df = pd.DataFrame({"seconds": t, "MIDI note": h.midi}).dropna()
             return h, h.summary(), gr.update(value=df, visible=True)
 
-        melody.change(on_melody, melody, [heard_state, heard_text, heard_plot], api_name="hear")
-        dice.click(lambda: random.randrange(2 ** 31), None, seed)
+        if not read_only:  # one hum analysis at a time (studio.hear holds a lock too, for other callers)
+            melody.change(on_melody, melody, [heard_state, heard_text, heard_plot], api_name="hear",
+                          concurrency_limit=1, concurrency_id="hear")
+            dice.click(lambda: random.randrange(2 ** 31), None, seed)
 
         def run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, cont_id, progress):
             try:
@@ -149,10 +158,12 @@ def build(st: Studio) -> gr.Blocks:
                 raise gr.Error("there is no clip to extend yet: generate one or pick one in the library")
             yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, cont_id, progress)
 
-        gen = go.click(generate, inputs, outputs, concurrency_limit=1, concurrency_id="generate", api_name="generate")
-        ext = extend.click(extend_clip, inputs + [clip_state], outputs, concurrency_limit=1, concurrency_id="generate",
-                           api_name="extend")
-        stop.click(None, None, None, cancels=[gen, ext])
+        if not read_only:
+            gen = go.click(generate, inputs, outputs, concurrency_limit=1, concurrency_id="generate",
+                           api_name="generate")
+            ext = extend.click(extend_clip, inputs + [clip_state], outputs, concurrency_limit=1,
+                               concurrency_id="generate", api_name="extend")
+            stop.click(None, None, None, cancels=[gen, ext])
 
         def prepare_download(cid, f):
             if not cid:
@@ -167,26 +178,32 @@ def build(st: Studio) -> gr.Blocks:
 
         # ----------------------------------------------------------------------------------------- library
         def list_clips(q):
-            return pd.DataFrame(studio.clip_table(st.library.list(q or "")), columns=HEADERS)
+            clips, damaged = st.library.scan(clean_text(q or "", 200))
+            note = (f"⚠️ {len(damaged)} damaged clip(s) not listed ({', '.join(damaged[:5])}"
+                    f"{', …' if len(damaged) > 5 else ''})" + ("" if read_only else ": *Remove damaged clips* deletes "
+                                                                 "them") if damaged else "")
+            return pd.DataFrame(studio.clip_table(clips), columns=HEADERS), note
 
         def pick(df, evt: gr.SelectData):
-            cid = df.iloc[evt.index[0], 0]
-            clip = st.library.get(cid)
-            return str(clip.audio_path), studio.describe(clip), cid, clip.name
+            try:
+                clip = st.library.get(str(df.iloc[evt.index[0], 0]))
+            except (LibraryError, IndexError) as e:
+                raise gr.Error(str(e))
+            return str(clip.audio_path), studio.describe(clip), clip.id, clip.name
 
         def do_rename(cid, name, q):
             try:
                 clip = st.library.rename(_need(cid), name)
             except LibraryError as e:
                 raise gr.Error(str(e))
-            return list_clips(q), studio.describe(clip), "Renamed."
+            return *list_clips(q), studio.describe(clip), "Renamed."
 
         def do_delete(cid, q):
             try:
                 st.library.delete(_need(cid))
             except LibraryError as e:
                 raise gr.Error(str(e))
-            return list_clips(q), None, "", None, "Deleted."
+            return *list_clips(q), None, "", None, "Deleted."
 
         def do_remix(cid):
             try:
@@ -214,31 +231,45 @@ def build(st: Studio) -> gr.Blocks:
                 clip = st.library.import_bundle(path)
             except (LibraryError, OSError) as e:
                 raise gr.Error(str(e))
-            return list_clips(q), f"Imported as `{clip.id}`: {clip.name}"
+            return *list_clips(q), f"Imported as `{clip.id}`: {clip.name}"
 
-        search.submit(list_clips, search, table)
-        refresh.click(list_clips, search, table)
+        def do_clean(q):
+            removed = []
+            for cid in st.library.scan()[1]:
+                try:
+                    st.library.delete(cid)
+                    removed.append(cid)
+                except LibraryError:
+                    pass  # gone meanwhile
+            return *list_clips(q), f"Removed {len(removed)} damaged clip(s)."
+
+        listing = [table, damaged_note]
+        search.submit(list_clips, search, listing)
+        refresh.click(list_clips, search, listing)
         table.select(pick, table, [lib_player, lib_info, clip_state, new_name])
-        rename_btn.click(do_rename, [clip_state, new_name, search], [table, lib_info, lib_status])
-        delete_btn.click(do_delete, [clip_state, search], [table, lib_player, lib_info, clip_state, lib_status])
-        remix_btn.click(do_remix, clip_state, [prompt, duration, seed, temperature, top_k, guidance, bpm, drafts,
-                                               story, lib_status])
         bundle_btn.click(do_bundle, clip_state, bundle_file)
-        import_file.upload(do_import, [import_file, search], [table, lib_status])
+        if not read_only:
+            rename_btn.click(do_rename, [clip_state, new_name, search], [*listing, lib_info, lib_status])
+            delete_btn.click(do_delete, [clip_state, search], [*listing, lib_player, lib_info, clip_state, lib_status])
+            remix_btn.click(do_remix, clip_state, [prompt, duration, seed, temperature, top_k, guidance, bpm, drafts,
+                                                   story, lib_status])
+            import_file.upload(do_import, [import_file, search], [*listing, lib_status])
+            clean_btn.click(do_clean, search, [*listing, lib_status])
 
         # --------------------------------------------------------------------------------------- permalinks
         def on_load(q, request: gr.Request):
             cid = (request.query_params.get("clip") if request else None) or ""
-            table_v = list_clips(q)
+            listed = list_clips(q)
             if not cid:
-                return table_v, None, "", None, ""
+                return *listed, None, "", None, ""
             try:
-                clip = st.library.get(cid)
+                clip = st.library.get(cid[:64])  # a link of any length gets an answer, not a stalled queue
             except LibraryError as e:
-                return table_v, None, f"⚠️ {e}", None, ""
-            return table_v, str(clip.audio_path), studio.describe(clip), cid, clip.name
+                return *listed, None, f"⚠️ {e}", None, ""
+            return *listed, str(clip.audio_path), studio.describe(clip), clip.id, clip.name
 
-        demo.load(on_load, search, [table, result, info, clip_state, new_name])
+        shown = [lib_player, lib_info] if read_only else [result, info]
+        demo.load(on_load, search, [*listing, *shown, clip_state, new_name])
     return demo
 
 

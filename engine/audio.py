@@ -31,36 +31,53 @@ def to_mono(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1) if x.ndim == 2 else x
 
 
-def _ffmpeg_decode(path: Path, sr: int) -> np.ndarray:
+RATE_RANGE = (8_000, 192_000)  # sample rates a file may declare; outside them it is damaged or not audio
+
+
+def _ffmpeg_decode(path: Path, sr: int, max_seconds: float | None) -> np.ndarray:
+    """Decode with ffmpeg, which stops a second past ``max_seconds``: a long file is never decoded whole."""
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise AudioError(f"{path.name}: this format needs ffmpeg to decode (sudo apt-get install ffmpeg), "
                          "or convert it to WAV or FLAC first.")
-    proc = subprocess.run([exe, "-v", "error", "-nostdin", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(sr),
-                           "-"], capture_output=True, timeout=600)
+    limit = ["-t", f"{max_seconds + 1:g}"] if max_seconds is not None else []
+    proc = subprocess.run([exe, "-v", "error", "-nostdin", "-i", str(path), *limit, "-f", "f32le", "-ac", "1", "-ar",
+                           str(sr), "-"], capture_output=True, timeout=600, check=False)
     if proc.returncode != 0 or not proc.stdout:
         raise AudioError(f"{path.name} is not a readable audio file (ffmpeg: "
                          f"{proc.stderr.decode(errors='replace').strip().splitlines()[-1:] or ['no audio stream']}).")
-    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+    x = np.frombuffer(proc.stdout, dtype=np.float32).copy()
+    if max_seconds is not None and len(x) > max_seconds * sr:
+        raise AudioError(f"{path.name} is longer than the limit of {max_seconds:.0f} s.")
+    return x
 
 
 def load_audio(path: str | os.PathLike, sr: int = 24_000, max_seconds: float | None = None) -> np.ndarray:
-    """Float32 mono audio at ``sr``. Raises AudioError for missing, empty, corrupt or non-audio files."""
+    """Float32 mono audio at ``sr``. Raises AudioError for missing, empty, corrupt, too long or non-audio files; the
+    length and sample rate are read from the header before anything is decoded."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path} does not exist.")
     if path.stat().st_size == 0:
         raise AudioError(f"{path.name} is empty (0 bytes).")
     try:
-        info = sf.info(str(path))
-        if max_seconds is not None and info.duration > max_seconds:
-            raise AudioError(f"{path.name} is {info.duration:.0f} s long; the limit is {max_seconds:.0f} s.")
-        x, file_sr = sf.read(str(path), dtype="float32", always_2d=False)
-        x = resample(to_mono(x), file_sr, sr)
-    except sf.LibsndfileError:
-        x = _ffmpeg_decode(path, sr)
-        if max_seconds is not None and len(x) > max_seconds * sr:
-            raise AudioError(f"{path.name} is {len(x) / sr:.0f} s long; the limit is {max_seconds:.0f} s.")
+        try:
+            info = sf.info(str(path))
+        except sf.LibsndfileError:
+            x = _ffmpeg_decode(path, sr, max_seconds)
+        else:
+            if not RATE_RANGE[0] <= info.samplerate <= RATE_RANGE[1]:
+                raise AudioError(f"{path.name} declares a sample rate of {info.samplerate} Hz; audio from "
+                                 f"{RATE_RANGE[0] // 1000} to {RATE_RANGE[1] // 1000} kHz is accepted.")
+            if max_seconds is not None and info.duration > max_seconds:
+                raise AudioError(f"{path.name} is {info.duration:.0f} s long; the limit is {max_seconds:.0f} s.")
+            try:
+                x, file_sr = sf.read(str(path), dtype="float32", always_2d=False)
+                x = resample(to_mono(x), file_sr, sr)
+            except sf.LibsndfileError:  # a header libsndfile reads but a body it cannot: ffmpeg may
+                x = _ffmpeg_decode(path, sr, max_seconds)
+    except MemoryError:
+        raise AudioError(f"{path.name} is too large to decode.") from None
     if x.size == 0:
         raise AudioError(f"{path.name} contains no audio samples.")
     if not np.all(np.isfinite(x)):

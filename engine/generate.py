@@ -26,6 +26,7 @@ from .settings import (
     Request,
     Segment,
     Settings,
+    prompt_bpm,
 )
 
 
@@ -81,8 +82,10 @@ def main(argv=None) -> int:
         settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance, a.bpm, a.drafts).validate()
         req = build_request(a.prompt, settings, a.melody, a.cont)
         model = Cantus.load(a.assets, a.backend)
-        for seg in req.segments:
-            model.text_tokens(seg.prompt)  # a bad prompt fails before the progress bar starts
+        for seg in req.segments:  # a bad prompt or a tempo out of range fails before the progress bar starts
+            model.text_tokens(seg.prompt)
+            if settings.bpm is None:
+                prompt_bpm(seg.prompt)
         from tqdm import tqdm
         bar = tqdm(total=100, desc="generating", unit="%")
 

@@ -25,6 +25,7 @@ _MAX_FLATNESS = 0.15
 _CONFIDENCE = 0.5
 _GATE_DB = 35.0
 _LAG = 2  # 10 ms steps
+CHUNK_S, CONTEXT_S = 20.0, 1.0  # long recordings are tracked in pieces (_pesto_track)
 
 
 class MelodyError(ValueError):
@@ -92,11 +93,29 @@ def _flatness(x16: np.ndarray, n: int, win: int = 1024) -> np.ndarray:
     return np.exp(np.log(p).mean(1)) / p.mean(1)
 
 
-def _pesto_track(x16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PESTO pitch (semitones, MIDI scale) and confidence every 10 ms of 16 kHz audio."""
+def _pesto_run(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     with torch.inference_mode():
-        pred, conf, _, _ = _pesto()(torch.from_numpy(x16), sr=_SR, convert_to_freq=False, return_activations=True)
+        pred, conf, _, _ = _pesto()(torch.from_numpy(np.ascontiguousarray(x)), sr=sr, convert_to_freq=False,
+                                    return_activations=True)
     return pred.numpy().astype(float), conf.numpy().astype(float)
+
+
+def _pesto_track(x: np.ndarray, sr: int = _SR) -> tuple[np.ndarray, np.ndarray]:
+    """PESTO pitch (semitones, MIDI scale) and confidence every 10 ms of audio read at ``sr``. A recording longer than
+    CHUNK_S goes through in pieces of CHUNK_S with CONTEXT_S of audio either side, keeping each piece's own frames:
+    memory then stays that of one piece however long the hum (a 5-minute hum in one pass took 9 GB)."""
+    hop, chunk, ctx = sr // 100, int(CHUNK_S * sr), int(CONTEXT_S * sr)
+    if len(x) <= chunk + ctx:
+        return _pesto_run(x, sr)
+    n = len(x) // hop + 1  # PESTO's frame count: frames centred on every hop, the first on sample 0
+    semis, conf = np.empty(n), np.empty(n)
+    for start in range(0, len(x), chunk):  # chunk is a whole number of hops
+        lo = max(0, start - ctx)
+        p, c = _pesto_run(x[lo:start + chunk + ctx], sr)
+        f0, f1 = start // hop, min(n, (start + chunk) // hop)
+        skip = (start - lo) // hop
+        semis[f0:f1], conf[f0:f1] = p[skip:skip + f1 - f0], c[skip:skip + f1 - f0]
+    return semis, conf
 
 
 def melody_from_audio(audio: np.ndarray, sr: int) -> MelodyTrack:
