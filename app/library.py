@@ -81,6 +81,7 @@ META_FIELDS = {
     "seconds": (lambda v: _is_num(v) and 0 <= v <= MAX_CLIP_SECONDS, "a duration"),
     "generation_seconds": (lambda v: _is_num(v) and v >= 0, "a duration"),
     "imported": (lambda v: isinstance(v, bool), "true or false"),
+    "controls": (lambda v: isinstance(v, dict) and _short_json(v, 1024), "the controls followed"),
 }
 
 

@@ -29,7 +29,7 @@ def hum_file(path: Path, seconds: float, sr: int = 24_000) -> Path:
     """A sung scale, half a second a note, with a little vibrato: a melody the tracker hears all the way."""
     t = np.arange(int(sr * 0.5)) / sr
     notes = [60, 62, 64, 65, 67, 69, 71, 72]
-    x = np.concatenate([np.sin(2 * np.pi * 440 * 2 ** ((notes[i % 8] - 69) / 12) * (t + 0.002 * np.sin(2 * np.pi
+    x = np.concatenate([np.sin(2 * np.pi * 440 * 2 ** ((notes[i % 8] - 69) / 12) * (t + 0.0003 * np.sin(2 * np.pi
                         * 5 * t))) for i in range(int(seconds * 2))])
     sf.write(path, 0.3 * x.astype(np.float32), sr, subtype="PCM_16")
     return path

@@ -25,6 +25,7 @@ from engine import (
     load_audio,
     melody_from_audio,
     prompt_bpm,
+    transpose_tokens,
 )
 
 from .library import PROMPT_CHARS, Clip, ClipLibrary, LibraryError, check_meta, clean_text
@@ -75,6 +76,18 @@ class Heard:
                 "If this is not what you sang, record again closer to the microphone.")
 
 
+def _release_memory() -> None:
+    """Give the pages a long hum's analysis freed back to the system: glibc keeps them in its arenas otherwise,
+    and the app's memory stayed ~160 MB higher after one 5-minute hum."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def hear(path: str | None) -> Heard | None:
     """A recorded or uploaded hum -> Heard; None without one; UserError when it cannot be used."""
     if not path:
@@ -87,18 +100,22 @@ def hear(path: str | None) -> Heard | None:
             sr = 44_100  # compressed formats: decoded by ffmpeg at this rate
         sr = min(max(sr, 8_000), 48_000)  # load_audio refuses a declared rate outside 8-192 kHz itself
         with _HEARING:
-            audio = load_audio(path, sr, max_seconds=MAX_HUM_SECONDS)
-            track = melody_from_audio(audio, sr)
+            try:
+                track = melody_from_audio(load_audio(path, sr, max_seconds=MAX_HUM_SECONDS), sr)
+            finally:
+                _release_memory()
     except (AudioError, MelodyError) as e:
         raise UserError(str(e)) from None
     return Heard(str(path), track.tokens, track.midi)
 
 
-def settings_from_ui(duration, seed, temperature, top_k, guidance, bpm=0, drafts=DRAFTS) -> Settings:
-    """The Create tab's controls -> validated Settings; a tempo of 0 (or empty) means "as the prompt says"."""
+def settings_from_ui(duration, seed, temperature, top_k, guidance, bpm=0, drafts=DRAFTS, key="Auto") -> Settings:
+    """The Create tab's controls -> validated Settings; a tempo of 0 (or empty) and the key "Auto" mean "as the
+    prompt says"."""
     try:
         s = Settings(duration=float(duration), seed=int(seed), temperature=float(temperature), top_k=int(top_k),
-                     guidance=float(guidance), bpm=float(bpm) if bpm else None, drafts=int(drafts))
+                     guidance=float(guidance), bpm=float(bpm) if bpm else None, drafts=int(drafts),
+                     key=None if not key or str(key).strip().lower() == "auto" else str(key))
         return s.validate()
     except (TypeError, ValueError) as e:
         raise UserError(str(e)) from None
@@ -157,17 +174,18 @@ class Studio:
         cont = None
         if continue_clip:
             cont = self.library.audio(continue_clip)
+        req = Request(segments, settings, heard.tokens if heard else None, cont)
         meta = {"prompt": segments[0].prompt if len(segments) == 1 else " → ".join(s.prompt for s in segments),
                 "story": [asdict(s) for s in segments] if len(segments) > 1 else None,
                 "melody_file": clean_text(Path(heard.path).name, 255) if heard else None,
                 "melody_tokens": heard.tokens.tolist() if heard else None,
                 "seed": settings.seed, "settings": asdict(settings), "continues": continue_clip,
-                "versions": self.engine.versions}
+                "controls": req.controls().to_json(), "versions": self.engine.versions}
         try:
             check_meta(meta)  # what the library will refuse after the music is made is refused now
         except LibraryError as e:
             raise UserError(str(e)) from None
-        return Request(segments, settings, heard.tokens if heard else None, cont), meta
+        return req, meta
 
     def stream(self, req: Request, meta: dict, progress=None, cancel=None) -> Iterator[tuple[str, object]]:
         """Yields ("chunk", int16 [24000]) while generating, then ("clip", Clip) once saved."""
@@ -181,6 +199,26 @@ class Studio:
             audio = np.concatenate([req.continuation.astype(np.float32), audio])
         meta = {**meta, "generation_seconds": round(time.time() - t0, 2)}
         yield "clip", self.library.save(audio, meta)
+
+
+def controls_line(prompt: str, settings: Settings, heard: Heard | None = None) -> str:
+    """What the app shows under the prompt: the key, tempo, lead and drums it will follow, and what a key does
+    to a hum."""
+    try:
+        req = Request([Segment(clean_text(prompt or "", PROMPT_CHARS), settings.duration)], settings,
+                      heard.tokens if heard is not None else None)
+        c = req.controls()
+    except (GenerationError, ValueError) as e:
+        return f"⚠️ {e}"
+    line = c.describe(int(settings.seed))
+    if not line:
+        return ""
+    text = f"Follows: {line}"
+    if heard is not None and c.tonic is not None:
+        shift = transpose_tokens(heard.tokens, c.tonic)[1]
+        text += (f". The hum sets the notes; it is moved to {c.key} ({shift:+d} semitones)" if shift else
+                 f". The hum is already in {c.key}")
+    return text
 
 
 def to_int16(chunk: np.ndarray, pad_to: int = 0) -> np.ndarray:
@@ -200,6 +238,7 @@ def remix_values(clip: Clip) -> dict:
     return {"prompt": clip.meta.get("prompt", ""), "duration": s.get("duration", 10), "seed": clip.meta.get("seed", 0),
             "temperature": s.get("temperature", 1.0), "top_k": s.get("top_k", 0), "guidance": s.get("guidance", 3.0),
             "bpm": s.get("bpm") or 0, "drafts": s.get("drafts", 1),  # clips from before drafts had one
+            "key": s.get("key") or "Auto",
             "story": [[seg["prompt"], seg["seconds"]] for seg in clip.meta.get("story") or []]}
 
 
@@ -216,6 +255,12 @@ def describe(clip: Clip) -> str:
     if made_from and "drafts" in settings:
         del settings["drafts"]
         lines.append(f"Drafts: none ({made_from}; drafts rank text-alone clips)")
+    if m.get("controls"):
+        c = m["controls"]
+        named = [f"key {c['key']}" if c.get("key") else "", f"{c['bpm']:g} BPM" if c.get("bpm") else "",
+                 c.get("tempo_word") or "", f"lead: {c['lead']}" if c.get("lead") else "",
+                 "no drums" if c.get("drums") is False else ""]
+        lines.append("Followed: " + ", ".join(n for n in named if n))
     lines.append(f"Settings: `{json.dumps(settings)}`")
     lines.append(f"Permalink: `/?clip={clip.id}`")
     return "\n\n".join(lines)

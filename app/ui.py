@@ -19,7 +19,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from engine import DRAFTS, SAMPLE_RATE, Cancelled
+from engine import DRAFTS, KEYS, SAMPLE_RATE, Cancelled
 
 from . import studio
 from .export import ExportError, export
@@ -50,6 +50,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                 with gr.Column(scale=3):
                     prompt = gr.Textbox(label="Prompt", lines=2, max_length=2000,
                                         placeholder="slow meditative flute and guitar")
+                    controls_text = gr.Markdown()
                     gr.Examples(EXAMPLES, inputs=prompt, label="Examples")
                     melody = gr.Audio(sources=["microphone", "upload"], type="filepath",
                                       label="Melody (optional): record a hum or upload a file")
@@ -65,7 +66,10 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                     top_k = gr.Slider(0, 1024, value=0, step=1, label="Top-k (0 = off)")
                     guidance = gr.Slider(1.0, 8.0, value=3.0, step=0.5, label="Guidance")
                     bpm = gr.Number(value=0, minimum=0, maximum=240, label="Tempo, BPM (0 = auto)",
-                                    info="0: a BPM written in the prompt (\"at 96 bpm\"), else the model's choice")
+                                    info="0: as the prompt says (\"at 96 bpm\", \"slow\", \"up-tempo\"), else the "
+                                    "model's choice")
+                    key = gr.Dropdown(["Auto", *KEYS], value="Auto", label="Key",
+                                      info="Auto: a key the prompt names; with a hum, the hum is moved to the key")
                     variations = gr.Slider(1, 4, value=1, step=1, label="Variations (seed, seed+1, …)")
                     drafts = gr.Slider(1, 16, value=DRAFTS, step=1, label="Drafts (text alone)",
                                        info="keeps the best-fitting of N sketches; 1 = the fastest first sound")
@@ -123,9 +127,9 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                           concurrency_limit=1, concurrency_id="hear")
             dice.click(lambda: random.randrange(2 ** 31), None, seed)
 
-        def run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, cont_id, progress):
+        def run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, cont_id, progress):
             try:
-                settings = studio.settings_from_ui(dur, seed_v, temp, k, g, tempo, n_drafts)
+                settings = studio.settings_from_ui(dur, seed_v, temp, k, g, tempo, n_drafts, key_v)
                 segs = studio.story_from_rows(story_v)
                 if not segs and not (prompt_v or "").strip():
                     raise UserError("type a prompt first (or fill the story table)")
@@ -147,16 +151,28 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             except Cancelled:
                 yield gr.skip(), gr.skip(), "Stopped.", gr.skip(), gr.skip()
 
-        inputs = [prompt, story, heard_state, duration, seed, temperature, top_k, guidance, bpm, variations, drafts]
+        inputs = [prompt, story, heard_state, duration, seed, temperature, top_k, guidance, bpm, variations, drafts,
+                  key]
         outputs = [live, result, status, info, clip_state]
-        def generate(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, progress=gr.Progress()):
-            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, None, progress)
 
-        def extend_clip(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, cont_id,
+        def generate(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v="Auto",
+                     progress=gr.Progress()):
+            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, None,
+                           progress)
+
+        def extend_clip(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, cont_id,
                         progress=gr.Progress()):
             if not cont_id:
                 raise gr.Error("there is no clip to extend yet: generate one or pick one in the library")
-            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, cont_id, progress)
+            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, cont_id,
+                           progress)
+
+        def show_controls(prompt_v, heard, dur, seed_v, tempo, key_v):
+            try:
+                settings = studio.settings_from_ui(dur, seed_v, 1.0, 0, 3.0, tempo, 1, key_v)
+            except UserError as e:
+                return f"⚠️ {e}"
+            return studio.controls_line(prompt_v, settings, heard)
 
         if not read_only:
             gen = go.click(generate, inputs, outputs, concurrency_limit=1, concurrency_id="generate",
@@ -164,6 +180,9 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             ext = extend.click(extend_clip, inputs + [clip_state], outputs, concurrency_limit=1,
                                concurrency_id="generate", api_name="extend")
             stop.click(None, None, None, cancels=[gen, ext])
+            shown = [prompt, heard_state, duration, seed, bpm, key]
+            for trigger in (prompt.change, heard_state.change, seed.change, bpm.change, key.change):
+                trigger(show_controls, shown, controls_text, api_visibility="private", queue=False)
 
         def prepare_download(cid, f):
             if not cid:
@@ -212,7 +231,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                 raise gr.Error(str(e))
             story_rows = v["story"] or [["", 10], ["", 10], ["", 10]]
             return v["prompt"], v["duration"], v["seed"], v["temperature"], v["top_k"], v["guidance"], v["bpm"], \
-                v["drafts"], story_rows, "Settings loaded into Create."
+                v["drafts"], v["key"], story_rows, "Settings loaded into Create."
 
         def do_bundle(cid):
             try:
@@ -252,7 +271,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             rename_btn.click(do_rename, [clip_state, new_name, search], [*listing, lib_info, lib_status])
             delete_btn.click(do_delete, [clip_state, search], [*listing, lib_player, lib_info, clip_state, lib_status])
             remix_btn.click(do_remix, clip_state, [prompt, duration, seed, temperature, top_k, guidance, bpm, drafts,
-                                                   story, lib_status])
+                                                   key, story, lib_status])
             import_file.upload(do_import, [import_file, search], [*listing, lib_status])
             clean_btn.click(do_clean, search, [*listing, lib_status])
 

@@ -11,6 +11,8 @@ The public API, what ``app/`` and the docs use::
 - ``GenerationError`` (input the generator cannot use; the message is for the user) and ``Cancelled``;
 - ``load_audio``, ``resample`` and ``AudioError``: reading any audio file, at any rate;
 - ``melody_from_audio``, ``MelodyTrack`` and ``MelodyError``: a hum, whistle or song to the melody it carries;
+- ``parse_prompt``, ``parse_key``, ``Controls``, ``ControlError``, ``KEYS``, ``transpose_tokens``: the key, tempo,
+  lead and drums a prompt names or a musician sets (``engine.controls``);
 - ``SAMPLE_RATE`` (24 kHz, the output's), ``DRAFTS`` (semantic drafts ranked by default).
 
 Names are imported on first use, so ``import engine.data`` (the corpus workers) does not load the models' code.
@@ -25,9 +27,12 @@ _API = {
     "prompt_bpm": "settings", "SAMPLE_RATE": "settings", "DRAFTS": "settings",
     "load_audio": "audio", "resample": "audio", "AudioError": "audio",
     "melody_from_audio": "melody", "MelodyTrack": "melody", "MelodyError": "melody",
+    "Controls": "controls", "ControlError": "controls", "KEYS": "controls", "parse_key": "controls",
+    "parse_prompt": "controls", "transpose_tokens": "controls",
 }
-__all__ = ["DRAFTS", "SAMPLE_RATE", "AudioError", "Cancelled", "Cantus", "GenerationError", "MelodyError",
-           "MelodyTrack", "Request", "Segment", "Settings", "load_audio", "melody_from_audio", "prompt_bpm", "resample"]
+__all__ = ["DRAFTS", "KEYS", "SAMPLE_RATE", "AudioError", "Cancelled", "Cantus", "ControlError", "Controls",
+           "GenerationError", "MelodyError", "MelodyTrack", "Request", "Segment", "Settings", "load_audio",
+           "melody_from_audio", "parse_key", "parse_prompt", "prompt_bpm", "resample", "transpose_tokens"]
 
 
 def __getattr__(name: str):

@@ -1,5 +1,5 @@
 """The command line: ``python -m engine.generate --prompt TEXT [--melody FILE] [--duration S] [--seed N]
-[--temperature T] [--top-k K] [--guidance G] [--bpm B] [--drafts N] [--continue FILE] --out OUT.wav``.
+[--temperature T] [--top-k K] [--guidance G] [--bpm B] [--key KEY] [--drafts N] [--continue FILE] --out OUT.wav``.
 
 Bad input exits with status 2 and one line on stderr, before any model is loaded where it can be.
 """
@@ -70,7 +70,10 @@ def main(argv=None) -> int:
                     f"{' / '.join(f'{t:g}' for t in STAGE_DEFAULTS.values())})")
     ap.add_argument("--top-k", type=int, default=0)
     ap.add_argument("--guidance", type=float, default=3.0)
-    ap.add_argument("--bpm", type=float, default=None, help="tempo to follow (default: a BPM the prompt names)")
+    ap.add_argument("--bpm", type=float, default=None,
+                    help="tempo to follow (default: a BPM the prompt names, or one for a tempo word such as 'slow')")
+    ap.add_argument("--key", default=None, help="key, e.g. 'A minor', 'F#m', 'Bb major' (default: one the prompt "
+                    "names); a hummed melody is moved to it")
     ap.add_argument("--drafts", type=int, default=DRAFTS,
                     help="semantic drafts ranked against the prompt, text alone (1: the first draw)")
     ap.add_argument("--continue", dest="cont", help="an audio clip to continue")
@@ -79,7 +82,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     try:
-        settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance, a.bpm, a.drafts).validate()
+        settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance, a.bpm, a.drafts,
+                            a.key).validate()
         req = build_request(a.prompt, settings, a.melody, a.cont)
         model = Cantus.load(a.assets, a.backend)
         for seg in req.segments:  # a bad prompt or a tempo out of range fails before the progress bar starts
@@ -101,7 +105,8 @@ def main(argv=None) -> int:
     import soundfile as sf
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     sf.write(a.out, audio, SAMPLE_RATE, subtype="PCM_16")
-    print(json.dumps({"out": a.out, "seconds": round(len(audio) / SAMPLE_RATE, 2), **asdict(settings)}))
+    print(json.dumps({"out": a.out, "seconds": round(len(audio) / SAMPLE_RATE, 2), **asdict(settings),
+                      "controls": req.controls().to_json()}))
     return 0
 
 

@@ -39,6 +39,7 @@ import torch
 
 from .codec import Codec
 from .codec.model import frame_ids
+from .controls import transpose_tokens
 from .lm.model import StageLM
 from .lm.sampler import StageSampler
 from .lm.stages import BEAT_VOCAB, beat_grid
@@ -186,14 +187,18 @@ class Cantus:
         if not req.segments:
             raise GenerationError("give a prompt (or a story: a list of prompts with seconds)")
         bounds = np.cumsum([seg.seconds for seg in req.segments])
-        prompts = [self.text_tokens(seg.prompt) for seg in req.segments]
-        bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt) for seg in req.segments]
+        prompts = [self.text_tokens(req.prompt(i)) for i in range(len(req.segments))]
+        bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt, int(s.seed)) for seg in req.segments]
         null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)
         total = clip_frames(min(s.duration, bounds[-1])) + extra_frames
         total += total % 2  # even: two codec frames per semantic id
         melody = None
         if req.melody is not None and len(req.melody):
-            melody = torch.as_tensor(np.resize(np.asarray(req.melody, dtype=np.int64), total // 2 + 1))
+            tokens = np.asarray(req.melody, dtype=np.int64)
+            tonic = req.controls().tonic
+            if tonic is not None:  # the hum sets the notes; a named key moves them
+                tokens = transpose_tokens(tokens, tonic)[0]
+            melody = torch.as_tensor(np.resize(tokens, total // 2 + 1))
         ctx_codes = torch.zeros(8, 0, dtype=torch.long)
         ctx_sem = torch.zeros(0, dtype=torch.long)
         if req.continuation is not None:
@@ -236,7 +241,7 @@ class Cantus:
                 if progress and sem.s % 25 == 0:
                     progress((produced + n_new * 0.2 * sem.s / sem.S) / total,
                              "semantic tokens" if n_drafts == 1 else f"semantic tokens, {n_drafts} drafts")
-            sem_ids = self._pick_draft(sem, req.segments[seg_i].prompt)  # [W // 2]
+            sem_ids = self._pick_draft(sem, req.prompt(seg_i))  # [W // 2]
             sem_frames = frame_ids(sem_ids[None], W, self.semantic.cardinality)  # [1, W]
             # stages 2 and 3 interleaved: fine step s needs coarse frames up to s + 2
             cond2 = sem_ids[None, None]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data.captions import parse_caption
+from .controls import ControlError, parse_key, parse_prompt
 from .lm.sampling import SamplingParams
 
 SAMPLE_RATE = 24_000
@@ -45,9 +45,10 @@ def check_bpm(bpm, what: str) -> float:
     return float(bpm)
 
 
-def prompt_bpm(prompt: str) -> float | None:
-    """The tempo a prompt names ("at 96 bpm", "120 beats per minute"), or None."""
-    bpm = parse_caption(prompt).get("tempo") if isinstance(prompt, str) else None
+def prompt_bpm(prompt: str, seed: int = 0) -> float | None:
+    """The tempo a prompt names: a BPM ("at 96 bpm", "120 beats per minute"), or one drawn for ``seed`` from the
+    range a tempo word stands for ("slow", "up-tempo", "ballad": ``engine.controls``); None when it names none."""
+    bpm = parse_prompt(prompt).tempo_bpm(seed) if isinstance(prompt, str) else None
     return None if bpm is None else check_bpm(bpm, f"the tempo in the prompt {prompt[:40]!r}")
 
 
@@ -84,6 +85,7 @@ class Settings:
     guidance: float = 3.0  # classifier-free guidance of the semantic and coarse stages; 1 = off
     bpm: float | None = None  # tempo to follow; None: the BPM a prompt names ("at 96 bpm"), else the model's choice
     drafts: int = DRAFTS  # semantic drafts to rank, text alone from nothing (1 = keep the first draw)
+    key: str | None = None  # "A minor": a hum is moved to it, and a prompt that names no key is given it
 
     def validate(self) -> Settings:
         if not isinstance(self.seed, (int, np.integer)) or not 0 <= int(self.seed) < 2 ** 63:
@@ -92,6 +94,11 @@ class Settings:
             raise GenerationError(f"the duration must be between 0.5 s and {MAX_SECONDS:.0f} s, got {self.duration}")
         if self.bpm is not None:
             check_bpm(self.bpm, "the tempo")
+        if self.key is not None:
+            try:
+                parse_key(self.key)
+            except ControlError as e:
+                raise GenerationError(str(e)) from None
         if not isinstance(self.drafts, (int, np.integer)) or not 1 <= int(self.drafts) <= MAX_DRAFTS:
             raise GenerationError(f"drafts must be a whole number from 1 to {MAX_DRAFTS}, got {self.drafts!r}")
         try:
@@ -129,3 +136,20 @@ class Request:
     def __post_init__(self):
         if self.continuation is not None:
             self.continuation = np.asarray(self.continuation, dtype=np.float32)
+
+    def controls(self, segment: int = 0):
+        """What the segment's prompt names, explicit settings winning (``engine.controls.Controls``)."""
+        from .controls import Controls
+        named = parse_prompt(self.segments[segment].prompt) if self.segments else Controls()
+        explicit = parse_key(self.settings.key) if self.settings.key else Controls()
+        if self.settings.bpm is not None:
+            explicit = Controls(tonic=explicit.tonic, mode=explicit.mode, bpm=float(self.settings.bpm))
+        return named.merged(explicit)
+
+    def prompt(self, segment: int) -> str:
+        """The segment's prompt as the stages read it: with an explicit key its prompt does not name, the key in
+        words (how a key reaches the stages until they read it as a stream of its own)."""
+        text = self.segments[segment].prompt
+        if self.settings.key and parse_prompt(text).tonic is None:
+            text = f"{text.rstrip(' .')}, in {parse_key(self.settings.key).key}"
+        return text

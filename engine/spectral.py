@@ -28,6 +28,7 @@ TARGET_RMS = 10 ** (-20 / 20)
 # Krumhansl-Kessler probe-tone profiles (C major / C minor)
 _MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+KEY_PROFILES = {"major": _MAJOR, "minor": _MINOR}
 
 
 @functools.cache

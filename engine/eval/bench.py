@@ -5,7 +5,8 @@ differences: how a candidate model is judged before it replaces a shipped one), 
 from the prompt and window joins of long clips, ``engine.eval.longform``), ``textonly [--prompts N] [--seeds OFFSET ...]
 [--rows FILE] [--against FILE ...]`` (text-only prompt adherence on many prompts, paired: ``engine.eval.textonly``),
 ``codecpair --b DIR [--a DIR] [--rows FILE]`` (``codec``'s quality measures for two codecs on the same clips, paired:
-``engine.eval.codec_pair``) and ``melody``.
+``engine.eval.codec_pair``), ``tempowords [--prompts N]`` (do "slow" and "fast" move the tempo:
+``engine.eval.controls``) and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
@@ -277,6 +278,12 @@ def main(argv=None) -> int:
                     help="the semantic tokenizer a decoder reads (if it reads one)")
     cp.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
     cp.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    tw = sub.add_parser("tempowords", help="do slow / fast words move the tempo (engine.eval.controls)")
+    tw.add_argument("--prompts", type=int, default=24)
+    tw.add_argument("--assets", default="assets")
+    tw.add_argument("--seconds", type=float, default=10.0)
+    tw.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
+    tw.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
     m.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     m.add_argument("--clips", type=int, default=100)
@@ -295,6 +302,19 @@ def main(argv=None) -> int:
             ap.error(f"codecpair: {e}")
         bar.close()
         r, text = _paired_report(full, codec_pair.markdown, a)
+    elif a.what == "tempowords":
+        from tqdm import tqdm
+
+        from . import controls
+        if a.prompts < 1:
+            ap.error(f"tempowords: --prompts must be >= 1, got {a.prompts}")
+        bar = tqdm(total=a.prompts, desc="prompts")
+        full = controls.run(a.prompts, a.assets, a.seconds, progress=lambda n, total: bar.update(1))
+        bar.close()
+        if a.rows:
+            a.rows.write_text(json.dumps(full, indent=1))
+        r = {k: v for k, v in full.items() if k != "rows"}
+        text = controls.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
     elif a.what == "melody":
         r = bench_melody(a.corpus, a.clips)
         text = markdown_melody(r)

@@ -1,0 +1,101 @@
+"""What a musician names reaches the music: the prompt parser reads keys, tempo words, BPMs, the lead and "no drums"
+in many phrasings; explicit settings win over the words; a tempo word conducts the semantic stage like a BPM; a
+named key moves a hummed melody; bad keys get a sentence naming what is accepted."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine import Cantus, ControlError, GenerationError, Request, Segment, Settings, parse_key, parse_prompt
+from engine.controls import TEMPO_RANGES, hum_key, transpose_tokens
+
+PHRASINGS = [
+    ("a sad piano tune in A minor", "key A minor"),
+    ("A-flat major ballad with strings", "key Ab major, slow"),
+    ("moody synths in F#m", "key F# minor"),
+    ("Bb major brass fanfare", "key Bb major"),
+    ("folk song in the key of D", "key D major"),
+    ("a mournful string quartet in E flat minor with long sustained chords, unhurried", "key Eb minor, slow"),
+    ("a waltz in c sharp minor", "key C# minor"),
+    ("epic bass in Am", "key A minor"),
+    ("a melancholic piano ballad in a minor key", "minor key, slow"),
+    ("a tune in a happy mood", ""),
+    ("slow", "slow"),
+    ("a laid-back jazz trio", "slow"),
+    ("an up-tempo rock song", "fast"),
+    ("driving techno", "fast"),
+    ("a mid-tempo pop song", "moderate"),
+    ("around 70 bpm, calm", "70 BPM"),
+    ("fast punk at 180 bpm", "180 BPM"),
+    ("ambient pads, no drums", "no drums"),
+    ("a march without percussion", "no drums"),
+    ("a slow air led by a cello", "slow, lead: cello"),
+    ("solo piano", "lead: piano, no drums"),
+    ("a reel featuring the fiddle, fast", "fast, lead: fiddle"),
+]
+
+
+@pytest.mark.parametrize("prompt,said", PHRASINGS, ids=[p[:30] for p, _ in PHRASINGS])
+def test_the_prompt_parser_reads_what_musicians_write(prompt, said):
+    line = parse_prompt(prompt).describe()
+    words = [w.split(" (")[0] for w in line.split(", ")] if line else []
+    assert ", ".join(words) == said, line
+
+
+@pytest.mark.parametrize("value,key", [("A minor", "A minor"), ("F#m", "F# minor"), ("Bb major", "Bb major"),
+                                       ("key of D", "D major"), ("a-flat major", "Ab major"), ("E flat minor",
+                                                                                               "Eb minor"),
+                                       ("c", "C major"), ("G# min", "G# minor")])
+def test_explicit_keys_in_many_spellings(value, key):
+    assert parse_key(value).key == key
+
+
+@pytest.mark.parametrize("value", ["H major", "Q#", "A lydian", "", "minor", "A minor minor"])
+def test_a_bad_key_names_what_is_accepted(value):
+    with pytest.raises(ControlError, match="A-G.*major or minor"):
+        parse_key(value)
+    with pytest.raises(GenerationError, match="is not a key"):
+        Settings(key=value).validate()
+
+
+def test_explicit_settings_win_over_the_words_and_a_key_reaches_the_prompt():
+    req = Request([Segment("a slow folk tune in A minor", 10)], Settings(key="C major", bpm=120))
+    c = req.controls()
+    assert (c.key, c.bpm, c.tempo_word) == ("C major", 120, None)
+    assert req.prompt(0) == "a slow folk tune in A minor", "a prompt that names a key keeps its words"
+    plain = Request([Segment("a folk tune.", 10)], Settings(key="F# minor"))
+    assert plain.prompt(0) == "a folk tune, in F# minor"
+
+
+def test_a_tempo_word_stands_for_a_bpm_in_its_range_drawn_per_seed():
+    for word, (lo, hi) in TEMPO_RANGES.items():
+        bpms = {parse_prompt(f"a {word} tune").tempo_bpm(seed) for seed in range(30)}
+        assert all(lo <= b <= hi for b in bpms) and len(bpms) > 5, (word, bpms)
+    assert parse_prompt("slow").tempo_bpm(3) == parse_prompt("slow").tempo_bpm(3)
+    assert max(TEMPO_RANGES["slow"]) <= 0.7 * min(TEMPO_RANGES["fast"]), "slow clips at most 0.7x fast ones"
+
+
+def test_a_named_key_moves_the_hum_and_the_semantic_stage_reads_the_moved_one(tiny_assets, monkeypatch):
+    import engine.pipeline as G
+    scale = np.repeat([1, 3, 5, 6, 8, 10, 12, 1], 6)  # C major, 25 Hz tokens
+    assert hum_key(scale) == (0, "major")
+    moved, shift = transpose_tokens(scale, 9)  # to A
+    assert shift == -3 and hum_key(moved)[0] == 9 and (moved[scale > 0] != scale[scale > 0]).all()
+    seen = []
+
+    class Spy(G.StageSampler):
+        def __init__(self, model, prefix, cond, *a, **k):
+            if model.cfg.name == "semantic":
+                seen.append(cond[0].clone())
+            super().__init__(model, prefix, cond, *a, **k)
+    monkeypatch.setattr(G, "StageSampler", Spy)
+    model = Cantus.load(tiny_assets, backend="torch")
+    for key, want in ((None, scale), ("A major", moved)):
+        seen.clear()
+        model.generate(Request([Segment("a tune", 2.0)], Settings(duration=2.0, key=key), melody=scale))
+        assert torch.equal(seen[0][0, :len(want)], torch.as_tensor(want)), key
+    seen.clear()
+    model.generate(Request([Segment("a slow tune", 2.0)], Settings(duration=2.0, seed=5)))
+    grid = seen[0][1]
+    assert len(seen[0]) == 2 and (grid < 13).all(), "a tempo word conducts the semantic stage's beat grid"
