@@ -1,8 +1,11 @@
-"""Clip files for download: WAV, FLAC or MP3 with the prompt, seed and settings in the file's tags.
+"""Clip files for download: WAV, FLAC or MP3 with the prompt, seed and settings in the file's tags, and the clip's
+tempo and key where DAWs read them.
 
 WAV and FLAC are written by libsndfile (soundfile), whose tags are title / comment / software; MP3 goes through
 ffmpeg (Debian package ``ffmpeg``), with ID3 title and comment. The comment holds the JSON settings, so a file
-found later still says how to reproduce it.
+found later still says how to reproduce it. The clip's analysed tempo and key (``meta["analysis"]``) are then added
+with mutagen: ID3 TBPM and TKEY (in an ``id3 `` chunk of the WAV, and in the MP3), Vorbis BPM and INITIALKEY in
+the FLAC. TKEY is written as ID3 spells keys ("Am", "F#", "Dbm").
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ class ExportError(RuntimeError):
 def describe(meta: dict) -> tuple[str, str]:
     """(title, comment) for the tags; no control characters (a NUL ends an ffmpeg argument), the JSON escaped."""
     title = clean_text(meta.get("name") or meta.get("prompt") or "", 200) or "Cantus clip"
-    keep = {k: meta[k] for k in ("prompt", "story", "seed", "settings", "melody_file", "versions", "id") if k in meta}
+    keep = {k: meta[k] for k in ("prompt", "story", "seed", "settings", "controls", "analysis", "melody_file",
+                                 "versions", "id") if k in meta}
     return title, json.dumps(keep, ensure_ascii=True)
 
 
@@ -45,6 +49,7 @@ def export(audio: np.ndarray, sr: int, meta: dict, fmt: str, out_dir: str | Path
         with sf.SoundFile(path, "w", sr, 1, subtype="PCM_16", format=fmt.upper()) as f:
             f.title, f.comment, f.software = title, comment, "Cantus"
             f.write(audio)
+        _tempo_and_key(path, fmt, meta.get("analysis") or {})
         return path
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -57,4 +62,40 @@ def export(audio: np.ndarray, sr: int, meta: dict, fmt: str, out_dir: str | Path
                             str(path)], capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise ExportError(f"ffmpeg could not write the MP3: {r.stderr.strip()[:300]}")
+    _tempo_and_key(path, fmt, meta.get("analysis") or {})
     return path
+
+
+def id3_key(key: str) -> str:
+    """"A minor" -> "Am", "F# major" -> "F#" (ID3's TKEY: at most three characters)."""
+    note, _, mode = key.partition(" ")
+    return note + ("m" if mode == "minor" else "")
+
+
+def _tempo_and_key(path: Path, fmt: str, analysis: dict) -> None:
+    bpm, key = analysis.get("bpm"), analysis.get("key")
+    if bpm is None and key is None:
+        return
+    if fmt == "flac":
+        from mutagen.flac import FLAC
+        f = FLAC(path)
+        if bpm is not None:
+            f["BPM"] = str(round(bpm))
+        if key is not None:
+            f["INITIALKEY"] = id3_key(key)
+        f.save()
+        return
+    from mutagen.id3 import ID3, TBPM, TKEY
+    if fmt == "wav":
+        from mutagen.wave import WAVE
+        f = WAVE(path)
+        if f.tags is None:
+            f.add_tags()
+        tags = f.tags
+    else:
+        f, tags = None, ID3(path)
+    if bpm is not None:
+        tags.add(TBPM(encoding=3, text=str(round(bpm))))
+    if key is not None:
+        tags.add(TKEY(encoding=3, text=id3_key(key)))
+    f.save() if f is not None else tags.save(path, v2_version=3)

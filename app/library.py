@@ -82,6 +82,8 @@ META_FIELDS = {
     "generation_seconds": (lambda v: _is_num(v) and v >= 0, "a duration"),
     "imported": (lambda v: isinstance(v, bool), "true or false"),
     "controls": (lambda v: isinstance(v, dict) and _short_json(v, 1024), "the controls followed"),
+    "analysis": (lambda v: isinstance(v, dict) and (v.get("bpm") is None or _is_num(v["bpm"]))
+                 and (v.get("key") is None or isinstance(v["key"], str)) and _short_json(v, 512), "tempo and key"),
 }
 
 
@@ -214,8 +216,8 @@ class ClipLibrary:
         return Clip(clip_id, meta, d / "audio.wav")
 
     def scan(self, query: str = "") -> tuple[list[Clip], list[str]]:
-        """(clips newest first, ids of damaged clips); ``query`` matches words of the name, prompt, seed or id
-        (case-insensitive). A damaged clip is reported, never a reason for the listing to fail."""
+        """(clips newest first, ids of damaged clips); ``query`` matches words of the name, prompt, seed, id, key
+        ("a minor") or tempo ("120bpm"), case-insensitive. A damaged clip is reported, never a reason for the listing to fail."""
         words = query.lower().split()
         clips, damaged = [], []
         for d in self.root.iterdir():
@@ -225,7 +227,10 @@ class ClipLibrary:
                 except LibraryError:
                     damaged.append(d.name)
                     continue
-                text = " ".join(str(clip.meta.get(k, "")) for k in ("name", "prompt", "seed", "id")).lower()
+                found = clip.meta.get("analysis") or {}
+                text = " ".join([*(str(clip.meta.get(k, "")) for k in ("name", "prompt", "seed", "id")),
+                                 str(found.get("key", "")), f"{found.get('bpm', 0):.0f}bpm" if found.get("bpm") else ""])
+                text = text.lower()
                 if all(w in text for w in words):
                     clips.append(clip)
         return sorted(clips, key=lambda c: c.meta.get("created", ""), reverse=True), sorted(damaged)

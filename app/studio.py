@@ -3,7 +3,6 @@ save it to the library. ``app.ui`` only wires these to Gradio components, so the
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from engine import (
     Request,
     Segment,
     Settings,
+    analyse,
     load_audio,
     melody_from_audio,
     prompt_bpm,
@@ -197,7 +197,7 @@ class Studio:
         audio = np.concatenate(parts)
         if req.continuation is not None:  # "extend": the saved clip is the original followed by the new part
             audio = np.concatenate([req.continuation.astype(np.float32), audio])
-        meta = {**meta, "generation_seconds": round(time.time() - t0, 2)}
+        meta = {**meta, "generation_seconds": round(time.time() - t0, 2), "analysis": analyse(audio)}
         yield "clip", self.library.save(audio, meta)
 
 
@@ -229,8 +229,40 @@ def to_int16(chunk: np.ndarray, pad_to: int = 0) -> np.ndarray:
     return (x * 32767).astype(np.int16)
 
 
-def clip_table(clips: list[Clip]) -> list[list]:
-    return [[c.id, c.name, c.meta.get("seed"), c.meta.get("seconds"), c.meta.get("created", "")] for c in clips]
+HEADERS = ["id", "name", "tempo", "key", "seconds", "seed", "created"]
+
+
+def clip_table(clips: list[Clip], sort: str = "newest") -> list[list]:
+    """The library's rows (HEADERS), sorted "newest", "tempo" (slowest first) or "key" (C major first)."""
+    from engine import KEYS
+
+    def row(c):
+        a = c.meta.get("analysis") or {}
+        return [c.id, c.name, round(a["bpm"]) if a.get("bpm") else None, a.get("key", ""), c.meta.get("seconds"),
+                c.meta.get("seed"), c.meta.get("created", "")]
+    rows = [row(c) for c in clips]
+    if sort == "tempo":
+        rows.sort(key=lambda r: (r[2] is None, r[2] or 0))
+    elif sort == "key":
+        rows.sort(key=lambda r: (r[3] not in KEYS, KEYS.index(r[3]) if r[3] in KEYS else 0))
+    return rows
+
+
+def settings_in_words(meta: dict) -> str:
+    """"seed 7, temperature x1.0, guidance 3, top-k off, 8 drafts, 96 BPM, key A minor" (what a musician reads;
+    the JSON stays in the bundle and the file tags)."""
+    s = meta.get("settings") or {}
+    t = float(s.get("temperature", 1.0))
+    words = [f"seed {meta.get('seed', s.get('seed', 0))}", f"temperature x{t:.1f}" if round(t, 1) == t else
+             f"temperature x{t:g}",
+             f"guidance {s.get('guidance', 3.0):g}", f"top-k {s['top_k']}" if s.get("top_k") else "top-k off"]
+    if s.get("drafts") and not meta.get("melody_file") and not meta.get("continues"):
+        words.append(f"{s['drafts']} draft{'s' if s['drafts'] != 1 else ''}")
+    if s.get("bpm"):
+        words.append(f"{s['bpm']:g} BPM")
+    if s.get("key"):
+        words.append(f"key {s['key']}")
+    return ", ".join(words)
 
 
 def remix_values(clip: Clip) -> dict:
@@ -248,19 +280,21 @@ def describe(clip: Clip) -> str:
              f"Prompt: {m.get('prompt')}"]
     if m.get("melody_file"):
         lines.append(f"Melody: {m['melody_file']}")
-    settings = dict(m.get("settings", {}))
     # the engine ranks drafts only for text alone from nothing; the saved value is kept for remixing
     made_from = ("the hum sets the melody" if m.get("melody_file") else
                  "it continues another clip" if m.get("continues") else None)
-    if made_from and "drafts" in settings:
-        del settings["drafts"]
+    if made_from and "drafts" in m.get("settings", {}):
         lines.append(f"Drafts: none ({made_from}; drafts rank text-alone clips)")
+    if m.get("analysis"):
+        a = m["analysis"]
+        lines.append(f"Sounds like: {a['bpm']:.0f} BPM, {a['key']} (detected)" if a.get("bpm") and a.get("key")
+                     else "")
     if m.get("controls"):
         c = m["controls"]
         named = [f"key {c['key']}" if c.get("key") else "", f"{c['bpm']:g} BPM" if c.get("bpm") else "",
                  c.get("tempo_word") or "", f"lead: {c['lead']}" if c.get("lead") else "",
                  "no drums" if c.get("drums") is False else ""]
         lines.append("Followed: " + ", ".join(n for n in named if n))
-    lines.append(f"Settings: `{json.dumps(settings)}`")
+    lines.append(f"Settings: {settings_in_words(m)}")
     lines.append(f"Permalink: `/?clip={clip.id}`")
     return "\n\n".join(lines)

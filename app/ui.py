@@ -22,11 +22,11 @@ import pandas as pd
 from engine import DRAFTS, KEYS, SAMPLE_RATE, Cancelled
 
 from . import studio
-from .export import ExportError, export
+from .export import FORMATS, ExportError, export
 from .library import LibraryError, clean_text
 from .studio import EXAMPLES, Studio, UserError
 
-HEADERS = ["id", "name", "seed", "seconds", "created"]
+HEADERS = studio.HEADERS
 
 
 @functools.cache
@@ -84,19 +84,21 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             live = gr.Audio(label="Live", streaming=True, autoplay=True, interactive=False)
             result = gr.Audio(label="Clip", type="filepath", interactive=False)
             info = gr.Markdown()
-            with gr.Row():
-                fmt = gr.Radio(["wav", "mp3", "flac"], value="wav", label="Download as")
-                dl_btn = gr.Button("Prepare download")
-            dl_file = gr.File(label="Download", interactive=False)
+            with gr.Row():  # one click each: the files are made when the clip is shown
+                downloads = [gr.DownloadButton(f"Download {f.upper()}", visible=False) for f in FORMATS]
 
         with gr.Tab("Library"):
             with gr.Row():
-                search = gr.Textbox(label="Search", placeholder="words of the prompt or name", scale=3)
+                search = gr.Textbox(label="Search", placeholder="words of the prompt or name, a key (A minor), a "
+                                    "tempo (120bpm)", scale=3)
+                sort = gr.Radio(["newest", "tempo", "key"], value="newest", label="Sort by", scale=1)
                 refresh = gr.Button("Refresh", scale=0)
             table = gr.Dataframe(headers=HEADERS, interactive=False, label="Clips (newest first)")
             damaged_note = gr.Markdown()
             lib_player = gr.Audio(type="filepath", label="Selected clip", interactive=False)
             lib_info = gr.Markdown()
+            with gr.Row():
+                lib_downloads = [gr.DownloadButton(f"Download {f.upper()}", visible=False) for f in FORMATS]
             with gr.Row(visible=not read_only):
                 new_name = gr.Textbox(label="Rename to", scale=3)
                 rename_btn = gr.Button("Rename")
@@ -184,24 +186,30 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             for trigger in (prompt.change, heard_state.change, seed.change, bpm.change, key.change):
                 trigger(show_controls, shown, controls_text, api_visibility="private", queue=False)
 
-        def prepare_download(cid, f):
+        def prepare_downloads(cid):
+            """The clip on show as WAV, MP3 and FLAC (tags: prompt, settings, tempo, key), one button each."""
+            hidden = [gr.update(visible=False)] * len(FORMATS)
             if not cid:
-                raise gr.Error("generate or pick a clip first")
+                return hidden * 2
             try:
                 clip = st.library.get(cid)
-                return str(export(st.library.audio(cid), SAMPLE_RATE, clip.meta, f, _downloads()))
-            except (LibraryError, ExportError) as e:
-                raise gr.Error(str(e))
+                audio = st.library.audio(cid)
+                files = [str(export(audio, SAMPLE_RATE, clip.meta, f, _downloads())) for f in FORMATS]
+            except (LibraryError, ExportError):
+                return hidden * 2  # the clip went away meanwhile, or ffmpeg is missing: no buttons rather than an error
+            shown = [gr.update(value=p, visible=True) for p in files]
+            return shown * 2
 
-        dl_btn.click(prepare_download, [clip_state, fmt], dl_file)
+        clip_state.change(prepare_downloads, clip_state, [*downloads, *lib_downloads], api_visibility="private")
 
         # ----------------------------------------------------------------------------------------- library
-        def list_clips(q):
+        def list_clips(q, order="newest"):
             clips, damaged = st.library.scan(clean_text(q or "", 200))
             note = (f"⚠️ {len(damaged)} damaged clip(s) not listed ({', '.join(damaged[:5])}"
                     f"{', …' if len(damaged) > 5 else ''})" + ("" if read_only else ": *Remove damaged clips* deletes "
                                                                  "them") if damaged else "")
-            return pd.DataFrame(studio.clip_table(clips), columns=HEADERS), note
+            return pd.DataFrame(studio.clip_table(clips, order if order in ("tempo", "key") else "newest"),
+                                columns=HEADERS), note
 
         def pick(df, evt: gr.SelectData):
             try:
@@ -263,8 +271,9 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             return *list_clips(q), f"Removed {len(removed)} damaged clip(s)."
 
         listing = [table, damaged_note]
-        search.submit(list_clips, search, listing)
-        refresh.click(list_clips, search, listing)
+        search.submit(list_clips, [search, sort], listing)
+        refresh.click(list_clips, [search, sort], listing)
+        sort.change(list_clips, [search, sort], listing)
         table.select(pick, table, [lib_player, lib_info, clip_state, new_name])
         bundle_btn.click(do_bundle, clip_state, bundle_file)
         if not read_only:

@@ -121,6 +121,7 @@ def test_a_hummed_clip_does_not_claim_drafts_it_never_drew():
     settings = {"duration": 10, "drafts": 8}
     hummed = Clip("a", {"prompt": "x", "seed": 3, "melody_file": "hum.wav", "settings": settings}, Path("a.wav"))
     text = Clip("b", {"prompt": "x", "seed": 3, "settings": settings}, Path("b.wav"))
-    assert '"drafts"' not in describe(hummed) and "Drafts: none (the hum sets the melody" in describe(hummed)
-    assert '"drafts": 8' in describe(text) and "Drafts: none" not in describe(text)
+    assert "8 drafts" not in describe(hummed) and "Drafts: none (the hum sets the melody" in describe(hummed)
+    assert "8 drafts" in describe(text) and "Drafts: none" not in describe(text)
+    assert "Settings: seed 3, temperature x1.0, guidance 3, top-k off, 8 drafts" in describe(text)
     assert remix_values(hummed)["drafts"] == 8

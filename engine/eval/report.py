@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import Cantus, GenerationError, Request, Segment, Settings, spectral
+from .. import Cantus, GenerationError, Request, Segment, Settings
+from ..analysis import detect_key
 from ..data.dataset import CorpusDataset
 from ..melody import melody_from_audio
 from . import tagger as tagger_mod
@@ -53,13 +54,6 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     r = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(r @ s2 @ r), 0, None)).sum()
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
-
-
-def estimate_key(audio: np.ndarray) -> tuple[int, str]:
-    """(tonic pitch class, "major" | "minor") by key-profile correlation of the clip's mean chroma."""
-    g = spectral.global_features(torch.from_numpy(np.asarray(audio, dtype=np.float32))[None])[0, -24:]
-    k = int(g.argmax())
-    return k % 12, "major" if k < 12 else "minor"
 
 
 def asked_key(prompt: str) -> tuple[int | None, str | None]:
@@ -100,7 +94,7 @@ def evaluate(corpus: Path, assets: str, n_clips: int, n_hums: int, codec_clips: 
             r["tempo_ok_real"] = tempo_ok(ex.audio, bpm)  # the beat tracker's own ceiling on these clips
         tonic, mode = asked_key(prompt)
         if mode:
-            est_tonic, est_mode = estimate_key(gen)
+            est_tonic, est_mode = detect_key(gen)
             r["mode_ok"] = est_mode == mode
             if tonic is not None:
                 r["key_ok"] = est_mode == mode and est_tonic == tonic
