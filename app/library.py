@@ -69,6 +69,7 @@ META_FIELDS = {
         isinstance(s, dict) and isinstance(s.get("prompt"), str) and len(s["prompt"]) <= PROMPT_CHARS
         and _is_num(s.get("seconds")) for s in v)), "a list of prompts with seconds"),
     "melody_file": (lambda v: v is None or (isinstance(v, str) and len(v) <= 255), "a file name"),
+    "reference_file": (lambda v: v is None or (isinstance(v, str) and len(v) <= 255), "a file name"),
     "melody_tokens": (lambda v: v is None or (isinstance(v, list) and len(v) <= 30_000 and all(
         isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 13 for t in v)), "melody tokens (0-12)"),
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 63, "a whole number"),

@@ -46,7 +46,8 @@ def run_sessions(url: str, sessions: int, seconds: float, deadline: float | None
             t0 = time.time()
             try:
                 job = client.submit(f"a folk tune number {k}-{j}", {"headers": ["prompt", "seconds"], "data": [["", 10]]},
-                                    seconds, 1000 * k + j, 1.0, 0, 3.0, 0, 1, 8, "Auto", api_name="/generate")
+                                    seconds, 1000 * k + j, 1.0, 0, 3.0, 0, 1, 8, "Auto", None, 0.5,
+                                    api_name="/generate")
                 t_first = None
                 for out in job:
                     if out[0] and t_first is None:

@@ -22,6 +22,7 @@ from engine import (
     Segment,
     Settings,
     analyse,
+    check_reference,
     load_audio,
     melody_from_audio,
     prompt_bpm,
@@ -109,13 +110,25 @@ def hear(path: str | None) -> Heard | None:
     return Heard(str(path), track.tokens, track.midi)
 
 
-def settings_from_ui(duration, seed, temperature, top_k, guidance, bpm=0, drafts=DRAFTS, key="Auto") -> Settings:
+def read_reference(path: str | None) -> np.ndarray | None:
+    """An uploaded "sounds like" recording -> 24 kHz audio fit to be a style reference; None without one."""
+    if not path:
+        return None
+    try:
+        return check_reference(load_audio(path, SAMPLE_RATE, max_seconds=600))
+    except (AudioError, GenerationError) as e:
+        raise UserError(str(e)) from None
+
+
+def settings_from_ui(duration, seed, temperature, top_k, guidance, bpm=0, drafts=DRAFTS, key="Auto",
+                     reference_weight=0.5) -> Settings:
     """The Create tab's controls -> validated Settings; a tempo of 0 (or empty) and the key "Auto" mean "as the
     prompt says"."""
     try:
         s = Settings(duration=float(duration), seed=int(seed), temperature=float(temperature), top_k=int(top_k),
                      guidance=float(guidance), bpm=float(bpm) if bpm else None, drafts=int(drafts),
-                     key=None if not key or str(key).strip().lower() == "auto" else str(key))
+                     key=None if not key or str(key).strip().lower() == "auto" else str(key),
+                     reference_weight=float(reference_weight))
         return s.validate()
     except (TypeError, ValueError) as e:
         raise UserError(str(e)) from None
@@ -156,7 +169,9 @@ class Studio:
         self.engine, self.library = engine, library
 
     def request(self, prompt: str, story: list[Segment], heard: Heard | None, settings: Settings,
-                continue_clip: str | None = None) -> tuple[Request, dict]:
+                continue_clip: str | None = None, reference: str | None = None) -> tuple[Request, dict]:
+        """UI values -> (the engine's request, the clip's metadata); ``reference``: the path of a recording whose
+        style to follow (the prompt may then be empty)."""
         if story:
             settings.duration = sum(s.seconds for s in story)
             if settings.duration > 300:
@@ -164,21 +179,22 @@ class Studio:
             segments = story
         else:
             segments = [Segment(clean_prompt(prompt), settings.duration)]
+        cont = None
+        if continue_clip:
+            cont = self.library.audio(continue_clip)
+        req = Request(segments, settings, heard.tokens if heard else None, cont, read_reference(reference))
         try:
-            for seg in segments:
-                self.engine.text_tokens(seg.prompt)
+            for i, seg in enumerate(segments):
+                self.engine.style_tokens(req, i)
                 if settings.bpm is None:
                     prompt_bpm(seg.prompt)  # "at 500 bpm" is refused here, not in the middle of the stream
         except GenerationError as e:
             raise UserError(str(e)) from None
-        cont = None
-        if continue_clip:
-            cont = self.library.audio(continue_clip)
-        req = Request(segments, settings, heard.tokens if heard else None, cont)
         meta = {"prompt": segments[0].prompt if len(segments) == 1 else " → ".join(s.prompt for s in segments),
                 "story": [asdict(s) for s in segments] if len(segments) > 1 else None,
                 "melody_file": clean_text(Path(heard.path).name, 255) if heard else None,
                 "melody_tokens": heard.tokens.tolist() if heard else None,
+                "reference_file": clean_text(Path(reference).name, 255) if reference else None,
                 "seed": settings.seed, "settings": asdict(settings), "continues": continue_clip,
                 "controls": req.controls().to_json(), "versions": self.engine.versions}
         try:
@@ -278,6 +294,8 @@ def describe(clip: Clip) -> str:
     m = clip.meta
     lines = [f"**{clip.name}**  ·  id `{clip.id}`  ·  {m.get('seconds')} s  ·  seed {m.get('seed')}",
              f"Prompt: {m.get('prompt')}"]
+    if m.get("reference_file"):
+        lines.append(f"Sounds like: {m['reference_file']} (weight {m.get('settings', {}).get('reference_weight', 1)})")
     if m.get("melody_file"):
         lines.append(f"Melody: {m['melody_file']}")
     # the engine ranks drafts only for text alone from nothing; the saved value is kept for remixing

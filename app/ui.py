@@ -55,6 +55,11 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                     melody = gr.Audio(sources=["microphone", "upload"], type="filepath",
                                       label="Melody (optional): record a hum or upload a file")
                     heard_text = gr.Markdown()
+                    with gr.Row():
+                        reference = gr.Audio(sources=["upload"], type="filepath", scale=3,
+                                             label="Sounds like (optional): a recording whose style to follow")
+                        ref_weight = gr.Slider(0, 1, value=0.5, step=0.05, scale=1, label="Its share of the style",
+                                               info="with a prompt too; alone it is the whole style")
                     heard_plot = gr.LinePlot(x="seconds", y="MIDI note", height=180, label="What I heard",
                                              visible=False)
                 with gr.Column(scale=2):
@@ -129,16 +134,17 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                           concurrency_limit=1, concurrency_id="hear")
             dice.click(lambda: random.randrange(2 ** 31), None, seed)
 
-        def run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, cont_id, progress):
+        def run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, ref, ref_w, cont_id,
+                progress):
             try:
-                settings = studio.settings_from_ui(dur, seed_v, temp, k, g, tempo, n_drafts, key_v)
+                settings = studio.settings_from_ui(dur, seed_v, temp, k, g, tempo, n_drafts, key_v, ref_w)
                 segs = studio.story_from_rows(story_v)
-                if not segs and not (prompt_v or "").strip():
-                    raise UserError("type a prompt first (or fill the story table)")
+                if not segs and not (prompt_v or "").strip() and not ref:
+                    raise UserError("type a prompt first (or fill the story table, or give a 'sounds like' recording)")
                 last = None
                 for v in range(int(n_var)):
                     s = studio.Settings(**{**settings.__dict__, "seed": settings.seed + v})
-                    req, meta = st.request(prompt_v, segs, heard, s, cont_id)
+                    req, meta = st.request(prompt_v, segs, heard, s, cont_id, ref)
                     label = f"variation {v + 1}/{int(n_var)}: " if n_var > 1 else ""
                     yield gr.skip(), gr.skip(), f"{label}generating…", gr.skip(), gr.skip()
                     for kind, item in st.stream(req, meta, progress=lambda f, what: progress(f, desc=label + what)):
@@ -154,20 +160,20 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                 yield gr.skip(), gr.skip(), "Stopped.", gr.skip(), gr.skip()
 
         inputs = [prompt, story, heard_state, duration, seed, temperature, top_k, guidance, bpm, variations, drafts,
-                  key]
+                  key, reference, ref_weight]
         outputs = [live, result, status, info, clip_state]
 
         def generate(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v="Auto",
-                     progress=gr.Progress()):
-            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, None,
-                           progress)
+                     ref=None, ref_w=0.5, progress=gr.Progress()):
+            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, ref, ref_w,
+                           None, progress)
 
-        def extend_clip(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, cont_id,
-                        progress=gr.Progress()):
+        def extend_clip(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, ref, ref_w,
+                        cont_id, progress=gr.Progress()):
             if not cont_id:
                 raise gr.Error("there is no clip to extend yet: generate one or pick one in the library")
-            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, cont_id,
-                           progress)
+            yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, ref, ref_w,
+                           cont_id, progress)
 
         def show_controls(prompt_v, heard, dur, seed_v, tempo, key_v):
             try:

@@ -13,7 +13,8 @@ The public API, what ``app/`` and the docs use::
 - ``melody_from_audio``, ``MelodyTrack`` and ``MelodyError``: a hum, whistle or song to the melody it carries;
 - ``parse_prompt``, ``parse_key``, ``Controls``, ``ControlError``, ``KEYS``, ``transpose_tokens``: the key, tempo,
   lead and drums a prompt names or a musician sets (``engine.controls``);
-- ``analyse``: a finished clip's tempo and key (``engine.analysis``);
+- ``analyse``: a finished clip's tempo and key (``engine.analysis``); ``check_reference``: whether a recording can
+  be a "sounds like" style reference (``engine.reference``);
 - ``SAMPLE_RATE`` (24 kHz, the output's), ``DRAFTS`` (semantic drafts ranked by default).
 
 Names are imported on first use, so ``import engine.data`` (the corpus workers) does not load the models' code.
@@ -30,11 +31,12 @@ _API = {
     "melody_from_audio": "melody", "MelodyTrack": "melody", "MelodyError": "melody",
     "Controls": "controls", "ControlError": "controls", "KEYS": "controls", "parse_key": "controls",
     "parse_prompt": "controls", "transpose_tokens": "controls", "analyse": "analysis",
+    "check_reference": "reference",
 }
 __all__ = ["DRAFTS", "KEYS", "SAMPLE_RATE", "AudioError", "Cancelled", "Cantus", "ControlError", "Controls",
            "GenerationError", "MelodyError", "MelodyTrack", "Request", "Segment", "Settings", "load_audio",
            "melody_from_audio", "parse_key", "parse_prompt", "prompt_bpm", "resample", "transpose_tokens",
-           "analyse"]
+           "analyse", "check_reference"]
 
 
 def __getattr__(name: str):

@@ -1,5 +1,6 @@
 """The command line: ``python -m engine.generate --prompt TEXT [--melody FILE] [--duration S] [--seed N]
-[--temperature T] [--top-k K] [--guidance G] [--bpm B] [--key KEY] [--drafts N] [--continue FILE] --out OUT.wav``.
+[--temperature T] [--top-k K] [--guidance G] [--bpm B] [--key KEY] [--drafts N] [--continue FILE]
+[--reference FILE [--reference-weight W]] --out OUT.wav``.
 
 Bad input exits with status 2 and one line on stderr, before any model is loaded where it can be.
 """
@@ -16,6 +17,7 @@ import numpy as np
 
 from .audio import AudioError, load_audio, resample
 from .pipeline import Cantus
+from .reference import check_reference
 from .settings import (
     DRAFT_SEMANTIC,
     DRAFTS,
@@ -31,7 +33,7 @@ from .settings import (
 
 
 def build_request(prompt: str | Sequence[Segment], settings: Settings, melody_file: str | None = None,
-                  continue_file: str | None = None) -> Request:
+                  continue_file: str | None = None, reference_file: str | None = None) -> Request:
     segments = list(prompt) if not isinstance(prompt, str) else [Segment(prompt, settings.duration)]
     melody = None
     if melody_file:
@@ -41,7 +43,11 @@ def build_request(prompt: str | Sequence[Segment], settings: Settings, melody_fi
     if continue_file:
         audio, sr = _read(continue_file)
         cont = resample(audio, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else audio
-    return Request(segments, settings, melody, cont)
+    ref = None
+    if reference_file:
+        audio, sr = _read(reference_file)
+        ref = check_reference(resample(audio, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else audio)
+    return Request(segments, settings, melody, cont, ref)
 
 
 def _read(path: str) -> tuple[np.ndarray, int]:
@@ -77,17 +83,20 @@ def main(argv=None) -> int:
     ap.add_argument("--drafts", type=int, default=DRAFTS,
                     help="semantic drafts ranked against the prompt, text alone (1: the first draw)")
     ap.add_argument("--continue", dest="cont", help="an audio clip to continue")
+    ap.add_argument("--reference", help="a recording whose style to follow ('sounds like this'; the prompt may be empty)")
+    ap.add_argument("--reference-weight", type=float, default=0.5,
+                    help="with a reference and a prompt: the reference's share of the style, 0-1")
     ap.add_argument("--assets", default="assets")
     ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     try:
         settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance, a.bpm, a.drafts,
-                            a.key).validate()
-        req = build_request(a.prompt, settings, a.melody, a.cont)
+                            a.key, a.reference_weight).validate()
+        req = build_request(a.prompt, settings, a.melody, a.cont, a.reference)
         model = Cantus.load(a.assets, a.backend)
-        for seg in req.segments:  # a bad prompt or a tempo out of range fails before the progress bar starts
-            model.text_tokens(seg.prompt)
+        for i, seg in enumerate(req.segments):  # a bad prompt or tempo fails before the progress bar starts
+            model.style_tokens(req, i)
             if settings.bpm is None:
                 prompt_bpm(seg.prompt)
         from tqdm import tqdm

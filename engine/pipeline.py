@@ -47,6 +47,7 @@ from .melody import VOCAB as MELODY_VOCAB
 from .melody import MelodyError, melody_from_audio
 from .mulan import MuLan, PromptError
 from .mulan.ranker import DraftRanker
+from .reference import check_reference, style_embedding
 from .semantic import SemanticTokenizer
 from .settings import (
     CODEC_RATE,
@@ -96,6 +97,7 @@ class Cantus:
         self.text_cache: dict[str, torch.Tensor] = {}
         self.prompt_embeddings: dict[str, torch.Tensor] = {}
         self._ctx_memo = None  # (weak reference to the clip being continued, its context: _context)
+        self._ref_memo = None  # (weak reference to a style reference's audio, its MuLan embedding)
         self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
 
     @classmethod
@@ -154,6 +156,23 @@ class Cantus:
         except PromptError as e:
             raise GenerationError(str(e)) from None
 
+    def style_tokens(self, req: Request, segment: int) -> torch.Tensor:
+        """The segment's [12] prefix tokens: its prompt's, or with a reference (``engine.reference``) the
+        reference's style, alone when the prompt is empty, else blended with it by ``reference_weight``."""
+        text = req.prompt(segment)
+        if req.reference is None:
+            return self.text_tokens(text)
+        if self._ref_memo is None or self._ref_memo[0]() is not req.reference:
+            emb = self.mulan.embed_audio(check_reference(req.reference), SAMPLE_RATE)
+            self._ref_memo = (weakref.ref(req.reference), emb)
+        prompt = None
+        if text.strip():
+            try:
+                prompt = self.mulan.embed_prompt([text])[0]
+            except PromptError as e:
+                raise GenerationError(str(e)) from None
+        return self.mulan.tokens(style_embedding(self._ref_memo[1], prompt, req.settings.reference_weight)[None])[0]
+
     def text_embedding(self, prompt: str) -> torch.Tensor:
         """prompt -> [dim] MuLan text embedding (what the draft ranker scores drafts against)."""
         key = " ".join(prompt.split())
@@ -187,7 +206,7 @@ class Cantus:
         if not req.segments:
             raise GenerationError("give a prompt (or a story: a list of prompts with seconds)")
         bounds = np.cumsum([seg.seconds for seg in req.segments])
-        prompts = [self.text_tokens(req.prompt(i)) for i in range(len(req.segments))]
+        prompts = [self.style_tokens(req, i) for i in range(len(req.segments))]
         bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt, int(s.seed)) for seg in req.segments]
         null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)
         total = clip_frames(min(s.duration, bounds[-1])) + extra_frames
@@ -229,7 +248,8 @@ class Cantus:
             melody_row = cond1[:, :1]  # [1, 1, W // 2]: the hum (or 'absent') where the window's ids are
             if guided:
                 cond1 = torch.cat([cond1, _uncond(st1, cond1)])
-            n_drafts = int(s.drafts) if cool and self.ranker is not None else 1
+            # drafts are ranked against the prompt's words: a reference alone has none to rank against
+            n_drafts = int(s.drafts) if cool and self.ranker is not None and req.prompt(seg_i).strip() else 1
             sem_gens = gens[:1] + [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + 1_000_003 * d)
                                    for d in range(1, n_drafts)]
             sem = StageSampler(st1, pre.repeat_interleave(n_drafts, 0), cond1.repeat_interleave(n_drafts, 0), W // 2,

@@ -86,6 +86,7 @@ class Settings:
     bpm: float | None = None  # tempo to follow; None: the BPM a prompt names ("at 96 bpm"), else the model's choice
     drafts: int = DRAFTS  # semantic drafts to rank, text alone from nothing (1 = keep the first draw)
     key: str | None = None  # "A minor": a hum is moved to it, and a prompt that names no key is given it
+    reference_weight: float = 0.5  # with a reference and a prompt: the reference's share of the style (0-1)
 
     def validate(self) -> Settings:
         if not isinstance(self.seed, (int, np.integer)) or not 0 <= int(self.seed) < 2 ** 63:
@@ -94,6 +95,8 @@ class Settings:
             raise GenerationError(f"the duration must be between 0.5 s and {MAX_SECONDS:.0f} s, got {self.duration}")
         if self.bpm is not None:
             check_bpm(self.bpm, "the tempo")
+        if not (isinstance(self.reference_weight, (int, float)) and 0 <= self.reference_weight <= 1):
+            raise GenerationError(f"the reference weight is a share from 0 to 1, got {self.reference_weight!r}")
         if self.key is not None:
             try:
                 parse_key(self.key)
@@ -132,6 +135,7 @@ class Request:
     settings: Settings = field(default_factory=Settings)
     melody: np.ndarray | None = None  # 25 Hz melody tokens (engine.melody), or None for text only
     continuation: np.ndarray | None = None  # audio (24 kHz mono) to continue
+    reference: np.ndarray | None = None  # audio (24 kHz mono) whose style to follow ("sounds like this")
 
     def __post_init__(self):
         if self.continuation is not None:

@@ -30,7 +30,7 @@ def _story(rows=None):
 
 def _args(prompt="calm piano ballad", duration=3, seed=1):
     return {"prompt_v": prompt, "story_v": _story(), "dur": duration, "seed_v": seed, "temp": 1.0, "k": 0, "g": 3.0, "tempo": 0, "n_var": 1,
-                "n_drafts": 8, "key_v": "Auto"}
+                "n_drafts": 8, "key_v": "Auto", "ref": None, "ref_w": 0.5}
 
 
 def test_text_only_generation_streams_chunks_and_lands_in_the_library(server):

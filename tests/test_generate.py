@@ -310,20 +310,20 @@ def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_asse
         return ids
 
     monkeypatch.setattr(G.Cantus, "_pick_draft", spy)
-    four = model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
+    four = model.generate(Request([Segment("calm piano piece", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
     n, i, scores = kept[-1]
     assert n == 4 and float(scores[i]) == float(scores.max()) and scores.unique().numel() == 4
-    assert np.array_equal(four, model.generate(Request([Segment("calm piano ballad", 2.0)],
+    assert np.array_equal(four, model.generate(Request([Segment("calm piano piece", 2.0)],
                                                        Settings(duration=2.0, seed=5, drafts=4))))
-    one = model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=1)))
-    plain = Cantus.load(tiny_assets).generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5)))
+    one = model.generate(Request([Segment("calm piano piece", 2.0)], Settings(duration=2.0, seed=5, drafts=1)))
+    plain = Cantus.load(tiny_assets).generate(Request([Segment("calm piano piece", 2.0)], Settings(duration=2.0, seed=5)))
     assert np.array_equal(one, plain)
     kept.clear()
     hum = np.full(50, 3)
-    hummed = model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5), hum))
+    hummed = model.generate(Request([Segment("calm piano piece", 2.0)], Settings(duration=2.0, seed=5), hum))
     assert [k[0] for k in kept] == [1]
     assert np.array_equal(hummed, Cantus.load(tiny_assets).generate(
-        Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5), hum)))
+        Request([Segment("calm piano piece", 2.0)], Settings(duration=2.0, seed=5), hum)))
     temps = []
 
     class Spy(G.StageSampler):
@@ -331,12 +331,13 @@ def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_asse
             temps.append((prefix.shape[0], round(params.temperature, 4)))
             super().__init__(model, prefix, cond, n, params, *a, **k)
 
-    # drafting, the semantic stage samples at MusicLM's 1.0, not 0.85, unless it has a tempo's beat grid to keep
+    # drafting, the semantic stage samples at MusicLM's 1.0, not 0.85, unless it has a tempo's beat grid to keep (a
+    # tempo word such as "ballad" or "slow" is one too)
     monkeypatch.setattr(G, "StageSampler", Spy)
-    model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
-    model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=1)))
-    model.generate(Request([Segment("calm piano ballad at 90 bpm", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
-    model.generate(Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, seed=5, drafts=4, bpm=90)))
+    model.generate(Request([Segment("calm piano piece", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
+    model.generate(Request([Segment("calm piano piece", 2.0)], Settings(duration=2.0, seed=5, drafts=1)))
+    model.generate(Request([Segment("calm piano piece at 90 bpm", 2.0)], Settings(duration=2.0, seed=5, drafts=4)))
+    model.generate(Request([Segment("calm piano piece", 2.0)], Settings(duration=2.0, seed=5, drafts=4, bpm=90)))
     assert [t[1] for t in temps if t[0] == 8] == [1.0, 0.85, 0.85]
     assert temps[:6] == [(8, 1.0), (2, 0.76), (1, 0.4), (2, 0.85), (2, 0.76), (1, 0.4)]
     with pytest.raises(GenerationError, match="drafts"):

@@ -6,7 +6,8 @@ from the prompt and window joins of long clips, ``engine.eval.longform``), ``tex
 [--rows FILE] [--against FILE ...]`` (text-only prompt adherence on many prompts, paired: ``engine.eval.textonly``),
 ``codecpair --b DIR [--a DIR] [--rows FILE]`` (``codec``'s quality measures for two codecs on the same clips, paired:
 ``engine.eval.codec_pair``), ``tempowords [--prompts N]`` (do "slow" and "fast" move the tempo:
-``engine.eval.controls``) and ``melody``.
+``engine.eval.controls``), ``soundslike [--clips N]`` (does a reference recording set the style: ``engine.eval.style``)
+and ``melody``.
 
 codec: on the corpus test split, the project's multi-scale log-mel distance of Cantus at 2 and 4 kbps against
 libopus (ffmpeg) at 6, 12 and 24 kbps on the same clips; pitch agreement of the reconstruction with the original
@@ -284,6 +285,12 @@ def main(argv=None) -> int:
     tw.add_argument("--seconds", type=float, default=10.0)
     tw.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
     tw.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    sl = sub.add_parser("soundslike", help="does a 'sounds like' reference set the style (engine.eval.style)")
+    sl.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    sl.add_argument("--clips", type=int, default=48)
+    sl.add_argument("--assets", default="assets")
+    sl.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
+    sl.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     m = sub.add_parser("melody")
     m.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     m.add_argument("--clips", type=int, default=100)
@@ -302,19 +309,23 @@ def main(argv=None) -> int:
             ap.error(f"codecpair: {e}")
         bar.close()
         r, text = _paired_report(full, codec_pair.markdown, a)
-    elif a.what == "tempowords":
+    elif a.what in ("tempowords", "soundslike"):
         from tqdm import tqdm
 
-        from . import controls
-        if a.prompts < 1:
-            ap.error(f"tempowords: --prompts must be >= 1, got {a.prompts}")
-        bar = tqdm(total=a.prompts, desc="prompts")
-        full = controls.run(a.prompts, a.assets, a.seconds, progress=lambda n, total: bar.update(1))
+        from . import controls, style
+        n = a.prompts if a.what == "tempowords" else a.clips
+        if n < 1:
+            ap.error(f"{a.what}: the number of prompts or clips must be >= 1, got {n}")
+        bar = tqdm(total=n, desc=a.what)
+        tick = lambda done, total: bar.update(1)  # noqa: E731
+        mod = controls if a.what == "tempowords" else style
+        full = controls.run(n, a.assets, a.seconds, tick) if mod is controls else style.run(a.corpus, n, a.assets,
+                                                                                             progress=tick)
         bar.close()
         if a.rows:
             a.rows.write_text(json.dumps(full, indent=1))
         r = {k: v for k, v in full.items() if k != "rows"}
-        text = controls.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+        text = mod.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
     elif a.what == "melody":
         r = bench_melody(a.corpus, a.clips)
         text = markdown_melody(r)
