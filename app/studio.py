@@ -230,10 +230,10 @@ def controls_line(prompt: str, settings: Settings, heard: Heard | None = None) -
     if not line:
         return ""
     text = f"Follows: {line}"
-    if heard is not None and c.tonic is not None:
-        shift = transpose_tokens(heard.tokens, c.tonic)[1]
+    if heard is not None and settings.key:
+        shift = transpose_tokens(heard.tokens, c.tonic, c.mode)[1]
         text += (f". The hum sets the notes; it is moved to {c.key} ({shift:+d} semitones)" if shift else
-                 f". The hum is already in {c.key}")
+                 f". The hum already has the notes of {c.key}")
     return text
 
 

@@ -74,7 +74,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                                     info="0: as the prompt says (\"at 96 bpm\", \"slow\", \"up-tempo\"), else the "
                                     "model's choice")
                     key = gr.Dropdown(["Auto", *KEYS], value="Auto", label="Key",
-                                      info="Auto: a key the prompt names; with a hum, the hum is moved to the key")
+                                      info="Auto: a key the prompt names; a key chosen here also moves a hum into it")
                     variations = gr.Slider(1, 4, value=1, step=1, label="Variations (seed, seed+1, …)")
                     drafts = gr.Slider(1, 16, value=DRAFTS, step=1, label="Drafts (text alone)",
                                        info="keeps the best-fitting of N sketches; 1 = the fastest first sound")

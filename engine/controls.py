@@ -7,9 +7,9 @@ refuses anything else with a message naming what is accepted. Explicit values wi
 (``Controls.merged``). ``describe`` is what the app shows under the prompt and the library keeps with a clip.
 
 How each control reaches the music today: a BPM, or the BPM a tempo word stands for (drawn per seed from the
-corpus's range for that word), becomes the semantic stage's beat grid; a key moves a hummed melody to it
-(``transpose_tokens``) and reaches the stages through the prompt's words; the lead and drums reach them through the
-prompt's words only.
+corpus's range for that word), becomes the semantic stage's beat grid; an explicit key moves a hummed melody to it
+(``transpose_tokens``; a key merely named in the prompt does not, since the hum is most often sung in it already)
+and reaches the stages through the prompt's words; the lead and drums reach them through the prompt's words only.
 """
 from __future__ import annotations
 
@@ -160,6 +160,11 @@ def parse_prompt(text: str) -> Controls:
                     tempo_word=word if found.get("tempo") is None else None, lead=lead, drums=drums)
 
 
+def _signature(tonic: int, mode: str | None) -> int:
+    """The major key with the same notes: a minor key's relative major."""
+    return (tonic + 3) % 12 if mode == "minor" else tonic
+
+
 def hum_key(tokens: np.ndarray) -> tuple[int, str]:
     """(tonic, mode) a hum's melody tokens suggest: the Krumhansl-Kessler profile that best fits how long each
     pitch class is held."""
@@ -175,10 +180,13 @@ def hum_key(tokens: np.ndarray) -> tuple[int, str]:
     return best
 
 
-def transpose_tokens(tokens: np.ndarray, tonic: int) -> tuple[np.ndarray, int]:
-    """A hum's melody tokens moved so that its key's tonic is ``tonic`` -> (tokens, semitones moved, -5..+6)."""
+def transpose_tokens(tokens: np.ndarray, tonic: int, mode: str = "major") -> tuple[np.ndarray, int]:
+    """A hum's melody tokens moved into the key (``tonic``, ``mode``) -> (tokens, semitones moved, -5..+6). Keys are
+    compared by their notes (A minor has C major's), so a hum heard in the relative key is not moved, and a key of
+    the other mode keeps the hum's intervals (moving notes cannot change its mode)."""
     tokens = np.asarray(tokens)
-    shift = (tonic - hum_key(tokens)[0]) % 12
+    hum_tonic, hum_mode = hum_key(tokens)
+    shift = (_signature(tonic, mode) - _signature(hum_tonic, hum_mode)) % 12
     shift = shift - 12 if shift > 6 else shift
     out = tokens.copy()
     voiced = out > 0

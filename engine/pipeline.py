@@ -18,8 +18,7 @@ them as a ninth row under the eight code levels.
 
 Drafts: text alone from nothing (where TEXT_ONLY_DEFAULTS apply) draws ``Settings.drafts`` drafts of the window's
 semantic ids in one batch (the semantic stage at DRAFT_SEMANTIC) and keeps the one the draft ranker
-(``engine.mulan.ranker``) scores closest to the prompt; the acoustic stages then run once, so streaming starts after
-the drafts.
+(``engine.mulan.ranker``) scores closest to the prompt, or to a reference's style; streaming starts after them.
 
 Tempo: a BPM the prompt names ("at 96 bpm"), or ``Settings.bpm``, becomes the semantic stage's beat grid
 (``engine.lm.stages.beat_grid``) from the first new frame on.
@@ -39,7 +38,7 @@ import torch
 
 from .codec import Codec
 from .codec.model import frame_ids
-from .controls import transpose_tokens
+from .controls import parse_key, transpose_tokens
 from .lm.model import StageLM
 from .lm.sampler import StageSampler
 from .lm.stages import BEAT_VOCAB, beat_grid
@@ -96,8 +95,7 @@ class Cantus:
                          "draft_ranker": ranker.cfg.version if ranker is not None else None}
         self.text_cache: dict[str, torch.Tensor] = {}
         self.prompt_embeddings: dict[str, torch.Tensor] = {}
-        self._ctx_memo = None  # (weak reference to the clip being continued, its context: _context)
-        self._ref_memo = None  # (weak reference to a style reference's audio, its MuLan embedding)
+        self._ctx_memo = self._ref_memo = None  # (weak reference to a continued clip / a style reference, what it gives)
         self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
 
     @classmethod
@@ -180,12 +178,18 @@ class Cantus:
             self.prompt_embeddings[key] = self.mulan.embed_text([prompt])[0]
         return self.prompt_embeddings[key]
 
-    def _pick_draft(self, sem: StageSampler, prompt: str) -> torch.Tensor:
-        """The ids [T] of the draft the ranker scores highest against ``prompt`` (the only one, with one)."""
+    def _pick_draft(self, sem: StageSampler, req: Request, segment: int) -> torch.Tensor:
+        """The ids [T] of the draft the ranker scores highest against the segment's words, or with a reference
+        against its style in the same joint space (the only draft, with one)."""
         if sem.B == 1:
             return sem.codes()[0]
         drafts = torch.stack([sem.codes(row=r)[0] for r in range(sem.B)])
-        return drafts[int(self.ranker.scores(drafts, self.text_embedding(prompt)).argmax())]
+        text = req.prompt(segment)
+        target = self.text_embedding(text) if text.strip() else None
+        if req.reference is not None:
+            self.style_tokens(req, segment)  # the reference's embedding, once
+            target = style_embedding(self._ref_memo[1], target, req.settings.reference_weight)
+        return drafts[int(self.ranker.scores(drafts, target).argmax())]
 
     @staticmethod
     def melody_tokens(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -214,9 +218,9 @@ class Cantus:
         melody = None
         if req.melody is not None and len(req.melody):
             tokens = np.asarray(req.melody, dtype=np.int64)
-            tonic = req.controls().tonic
-            if tonic is not None:  # the hum sets the notes; a named key moves them
-                tokens = transpose_tokens(tokens, tonic)[0]
+            if s.key:  # the hum sets the notes; an explicit key moves them
+                key = parse_key(s.key)
+                tokens = transpose_tokens(tokens, key.tonic, key.mode)[0]
             melody = torch.as_tensor(np.resize(tokens, total // 2 + 1))
         ctx_codes = torch.zeros(8, 0, dtype=torch.long)
         ctx_sem = torch.zeros(0, dtype=torch.long)
@@ -248,8 +252,7 @@ class Cantus:
             melody_row = cond1[:, :1]  # [1, 1, W // 2]: the hum (or 'absent') where the window's ids are
             if guided:
                 cond1 = torch.cat([cond1, _uncond(st1, cond1)])
-            # drafts are ranked against the prompt's words: a reference alone has none to rank against
-            n_drafts = int(s.drafts) if cool and self.ranker is not None and req.prompt(seg_i).strip() else 1
+            n_drafts = int(s.drafts) if cool and self.ranker is not None else 1
             sem_gens = gens[:1] + [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + 1_000_003 * d)
                                    for d in range(1, n_drafts)]
             sem = StageSampler(st1, pre.repeat_interleave(n_drafts, 0), cond1.repeat_interleave(n_drafts, 0), W // 2,
@@ -261,7 +264,7 @@ class Cantus:
                 if progress and sem.s % 25 == 0:
                     progress((produced + n_new * 0.2 * sem.s / sem.S) / total,
                              "semantic tokens" if n_drafts == 1 else f"semantic tokens, {n_drafts} drafts")
-            sem_ids = self._pick_draft(sem, req.prompt(seg_i))  # [W // 2]
+            sem_ids = self._pick_draft(sem, req, seg_i)  # [W // 2]
             sem_frames = frame_ids(sem_ids[None], W, self.semantic.cardinality)  # [1, W]
             # stages 2 and 3 interleaved: fine step s needs coarse frames up to s + 2
             cond2 = sem_ids[None, None]

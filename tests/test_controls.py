@@ -80,8 +80,10 @@ def test_a_named_key_moves_the_hum_and_the_semantic_stage_reads_the_moved_one(ti
     import engine.pipeline as G
     scale = np.repeat([1, 3, 5, 6, 8, 10, 12, 1], 6)  # C major, 25 Hz tokens
     assert hum_key(scale) == (0, "major")
-    moved, shift = transpose_tokens(scale, 9)  # to A
+    moved, shift = transpose_tokens(scale, 9)  # to A major
     assert shift == -3 and hum_key(moved)[0] == 9 and (moved[scale > 0] != scale[scale > 0]).all()
+    assert transpose_tokens(scale, 9, "minor")[1] == 0, "A minor has C major's notes: nothing to move"
+    assert transpose_tokens(scale, 2, "minor")[1] == 5, "D minor is F major's notes"
     seen = []
 
     class Spy(G.StageSampler):
@@ -91,7 +93,7 @@ def test_a_named_key_moves_the_hum_and_the_semantic_stage_reads_the_moved_one(ti
             super().__init__(model, prefix, cond, *a, **k)
     monkeypatch.setattr(G, "StageSampler", Spy)
     model = Cantus.load(tiny_assets, backend="torch")
-    for key, want in ((None, scale), ("A major", moved)):
+    for key, want in ((None, scale), ("A major", moved)):  # the hum moves for an explicit key only
         seen.clear()
         model.generate(Request([Segment("a tune", 2.0)], Settings(duration=2.0, key=key), melody=scale))
         assert torch.equal(seen[0][0, :len(want)], torch.as_tensor(want)), key

@@ -299,12 +299,12 @@ def test_text_alone_keeps_the_semantic_draft_the_ranker_scores_highest(tiny_asse
     kept = []
     pick = G.Cantus._pick_draft
 
-    def spy(self, sem, prompt):
-        ids = pick(self, sem, prompt)
+    def spy(self, sem, req, segment):
+        ids = pick(self, sem, req, segment)
         drafts = torch.stack([sem.codes(row=r)[0] for r in range(sem.B)])
         if sem.B > 1:
             kept.append((sem.B, int((drafts == ids).all(1).nonzero()[0]),
-                         self.ranker.scores(drafts, self.text_embedding(prompt))))
+                         self.ranker.scores(drafts, self.text_embedding(req.prompt(segment)))))
         else:
             kept.append((1, 0, None))
         return ids
