@@ -33,6 +33,13 @@ def test_tokenise_train_ship_and_generate(tiny_corpus, tiny_assets, tmp_path):
         assert stage.main(args[:1] + args[1:7] + ["--ship"]) == 0
         m = json.loads((assets / "stages" / f"{name}.metrics.json").read_text())
         assert m["step"] == 3 and np.isfinite(m["valid_loss"])
+    # the paired gate's B side: the shipped assets with the run's best stage swapped in, the shipped ones untouched
+    cand = tmp_path / "candidate"
+    assert stage.main(["fine", "--out", str(tmp_path / "runs"), "--assets", str(assets), "--candidate", str(cand)]) == 0
+    assert (cand / "stages" / "fine.safetensors").read_bytes() == \
+        (tmp_path / "runs" / "fine" / "best" / "fine.safetensors").read_bytes()
+    assert (cand / "codec" / "codec.safetensors").read_bytes() == (assets / "codec" / "codec.safetensors").read_bytes()
+    assert Cantus.load(cand, backend="torch").generate(Request([Segment("a waltz", 1.0)], Settings(duration=1.0))).size
     # resuming a finished run keeps its step count
     assert stage.main(["fine", "--tokens", str(toks), "--out", str(tmp_path / "runs"), "--assets", str(assets),
                        "--steps", "3", "--d-model", "32", "--n-layer", "1", "--n-head", "2"]) == 0

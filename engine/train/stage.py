@@ -4,7 +4,9 @@ Reads the token files of ``engine.train.tokenize`` made by the shipped codec, Mu
 versions are recorded in the stage's config, and the generator refuses a stage trained on other tokens). AdamW with
 warm-up, progress bar, validation loss and per-codebook accuracy every ``--eval-every`` steps; resumable from
 ``OUT/<stage>/last.pt``; the best model by validation loss is kept in ``OUT/<stage>/best`` and ``--ship`` copies
-it into ``assets/stages`` when it beats the shipped one. Runs under ``torchrun`` (gradients all-reduced).
+it into ``assets/stages`` when it beats the shipped one; ``--candidate DIR`` writes the assets with it swapped in,
+for the paired gate (``bench compare --b DIR``) that decides whether a checkpoint really ships. Runs under
+``torchrun`` (gradients all-reduced).
 
 ``--init DIR`` starts from a trained stage of the same width (fine-tuning): its weights are loaded by name, and a
 conditioning stream the old stage did not have (the semantic stage's beat grid, the coarse stage's melody with
@@ -137,6 +139,23 @@ def ship_stage(name: str, out: Path, assets: Path) -> bool:
                 None if old is None else old["valid_loss"])
 
 
+def candidate(name: str, out: Path, assets: Path, dest: Path) -> Path:
+    """``assets`` with ``out/best`` as its ``name`` stage, written to ``dest``: the B side of ``bench compare``
+    (``python -m engine.eval.bench compare --b DEST``), the paired gate a stage passes before it ships.
+    Everything else is a copy of the shipped files (copies, not links: a later write into the candidate must never
+    reach the shipped assets)."""
+    if dest.resolve() == assets.resolve():
+        raise SystemExit("--candidate must be another folder than --assets")
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(assets, dest)
+    for f in (out / "best").iterdir():
+        target = dest / "stages" / (f.name if f.name != "metrics.json" else f"{name}.metrics.json")
+        target.unlink(missing_ok=True)
+        shutil.copy2(f, target)
+    print(f"candidate assets with {out / 'best'} as the {name} stage -> {dest}")
+    return dest
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m engine.train.stage", description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=["semantic", "coarse", "fine"])
@@ -157,6 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--self-feed", type=float, default=0.0,
                     help="share of the input tokens replaced by the model's own draws (parallel scheduled sampling)")
     ap.add_argument("--ship", action="store_true")
+    ap.add_argument("--candidate", type=Path, default=None,
+                    help="write the assets with OUT/best as this stage to this folder, for bench compare --b")
     a = ap.parse_args(argv)
     if a.melody and a.stage != "coarse":
         ap.error("--melody is for the coarse stage (the semantic stage always reads the melody)")
@@ -165,6 +186,9 @@ def main(argv=None) -> int:
     if not 0 <= a.late_seconds < 10:
         ap.error("--late-seconds is from 0 to under 10 (a clip is 10 s)")
     out = a.out / a.stage
+    if a.candidate:
+        candidate(a.stage, out, a.assets, a.candidate)
+        return 0
     if a.ship:
         ship_stage(a.stage, out, a.assets)
         return 0
