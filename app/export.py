@@ -98,4 +98,7 @@ def _tempo_and_key(path: Path, fmt: str, analysis: dict) -> None:
         tags.add(TBPM(encoding=3, text=str(round(bpm))))
     if key is not None:
         tags.add(TKEY(encoding=3, text=id3_key(key)))
-    f.save() if f is not None else tags.save(path, v2_version=3)
+    if f is not None:
+        f.save()
+    else:
+        tags.save(path, v2_version=3)

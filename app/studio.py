@@ -78,8 +78,8 @@ class Heard:
 
 
 def _release_memory() -> None:
-    """Give the pages a long hum's analysis freed back to the system: glibc keeps them in its arenas otherwise,
-    and the app's memory stayed ~160 MB higher after one 5-minute hum."""
+    """Give the pages a long hum's analysis freed back to the system: glibc keeps them in its arenas otherwise, and
+    the app would stay that much larger for the rest of its life."""
     import ctypes
     import gc
     gc.collect()
@@ -303,10 +303,9 @@ def describe(clip: Clip) -> str:
                  "it continues another clip" if m.get("continues") else None)
     if made_from and "drafts" in m.get("settings", {}):
         lines.append(f"Drafts: none ({made_from}; drafts rank text-alone clips)")
-    if m.get("analysis"):
-        a = m["analysis"]
-        lines.append(f"Sounds like: {a['bpm']:.0f} BPM, {a['key']} (detected)" if a.get("bpm") and a.get("key")
-                     else "")
+    a = m.get("analysis") or {}
+    if a.get("bpm") and a.get("key"):
+        lines.append(f"Detected: {a['bpm']:.0f} BPM, {a['key']}")
     if m.get("controls"):
         c = m["controls"]
         named = [f"key {c['key']}" if c.get("key") else "", f"{c['bpm']:g} BPM" if c.get("bpm") else "",

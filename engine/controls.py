@@ -149,11 +149,10 @@ def parse_prompt(text: str) -> Controls:
     m = _LEAD.search(t)
     if m:
         words = m.group(1).split()
-        names = {i: n for i, n in enumerate(found.get("instruments", set()))}
         for k in range(min(3, len(words)), 0, -1):  # the longest instrument name right after "led by"
-            cand = " ".join(words[:k])
-            if cand in names.values() or parse_caption(cand).get("instruments"):
-                lead = sorted(parse_caption(cand)["instruments"] or {cand})[0]
+            named = parse_caption(" ".join(words[:k])).get("instruments")
+            if named:
+                lead = sorted(named)[0]
                 break
     drums = False if _NO_DRUMS.search(t) else None
     return Controls(tonic=tonic, mode=mode, bpm=found.get("tempo"),

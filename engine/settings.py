@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .controls import ControlError, parse_key, parse_prompt
+from .controls import ControlError, Controls, parse_key, parse_prompt
 from .lm.sampling import SamplingParams
 
 SAMPLE_RATE = 24_000
@@ -143,7 +143,6 @@ class Request:
 
     def controls(self, segment: int = 0):
         """What the segment's prompt names, explicit settings winning (``engine.controls.Controls``)."""
-        from .controls import Controls
         named = parse_prompt(self.segments[segment].prompt) if self.segments else Controls()
         explicit = parse_key(self.settings.key) if self.settings.key else Controls()
         if self.settings.bpm is not None:

@@ -317,10 +317,10 @@ def main(argv=None) -> int:
         if n < 1:
             ap.error(f"{a.what}: the number of prompts or clips must be >= 1, got {n}")
         bar = tqdm(total=n, desc=a.what)
-        tick = lambda done, total: bar.update(1)  # noqa: E731
-        mod = controls if a.what == "tempowords" else style
-        full = controls.run(n, a.assets, a.seconds, tick) if mod is controls else style.run(a.corpus, n, a.assets,
-                                                                                             progress=tick)
+        if a.what == "tempowords":
+            mod, full = controls, controls.run(n, a.assets, a.seconds, lambda *_: bar.update(1))
+        else:
+            mod, full = style, style.run(a.corpus, n, a.assets, progress=lambda *_: bar.update(1))
         bar.close()
         if a.rows:
             a.rows.write_text(json.dumps(full, indent=1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import Cantus, Request, Segment, Settings
+from ..analysis import detect_tempo
 from ..controls import parse_prompt
 
 STYLES = ["folk tune on the fiddle", "piano ballad", "rock song with electric guitar", "jazz number with a trumpet",
@@ -20,11 +21,6 @@ STYLES = ["folk tune on the fiddle", "piano ballad", "rock song with electric gu
           "cinematic orchestral piece"]
 SLOW = ["a slow {}", "{}, the tempo is slow", "a laid-back {}", "an unhurried {}"]
 FAST = ["a fast {}", "{}, the tempo is fast", "an up-tempo {}", "a driving {}"]
-
-
-def tempo_of(audio: np.ndarray, sr: int = 24_000) -> float:
-    import librosa
-    return float(np.atleast_1d(librosa.beat.beat_track(y=audio, sr=sr)[0])[0])
 
 
 def run(n: int, assets: str = "assets", seconds: float = 10.0, progress=None) -> dict:
@@ -36,7 +32,7 @@ def run(n: int, assets: str = "assets", seconds: float = 10.0, progress=None) ->
             prompt = forms[i % len(forms)].format(style)
             asked = parse_prompt(prompt).tempo_bpm(i)
             audio = model.generate(Request([Segment(prompt, seconds)], Settings(duration=seconds, seed=i)))
-            est = tempo_of(audio)
+            est = detect_tempo(audio)
             rows.append({"prompt": prompt, "kind": kind, "seed": i, "asked": asked, "bpm": round(est, 1),
                          "within_8": asked is not None and abs(est - asked) <= 0.08 * asked,
                          "octave": asked is not None and min(abs(est - 2 * asked), abs(est - asked / 2))

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .. import Cantus, GenerationError, Request, Segment, Settings, spectral
+from ..analysis import detect_tempo
 from ..data.dataset import CorpusDataset
 from ..melody import MelodyError, melody_from_audio
 
@@ -57,9 +58,7 @@ def melody_match(audio: np.ndarray, hum_tokens: np.ndarray) -> tuple[float, floa
 
 
 def tempo_ok(audio: np.ndarray, bpm: float) -> bool:
-    import librosa
-    est = float(np.atleast_1d(librosa.beat.beat_track(y=audio, sr=24_000)[0])[0])
-    return abs(est - bpm) <= 0.08 * bpm
+    return abs(detect_tempo(audio) - bpm) <= 0.08 * bpm
 
 
 def _timed_stream(model: Cantus, req: Request) -> tuple[float, float]:
