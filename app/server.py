@@ -32,11 +32,17 @@ def make_app(assets: str | Path = "assets", library: str | Path = DEFAULT_LIBRAR
     engine = None if read_only else Cantus.load(assets, backend)
     if engine is not None:
         engine.warm_up()
-        # the clip analysis's beat tracker (librosa, numba) loads once, at start-up rather than on the first clip
+        # the clip analysis's beat tracker (librosa, numba) and the hum tracker load once, at start-up rather than
+        # on the first clip or hum (a jam's first hum otherwise stalled its audio while the tracker loaded)
         import numpy as np
 
-        from engine import analyse
-        analyse(0.1 * np.sin(np.arange(48_000, dtype=np.float32) * 0.05))
+        from engine import MelodyError, analyse, melody_from_audio
+        tone = 0.1 * np.sin(np.arange(48_000, dtype=np.float32) * 2 * np.pi * 220 / 24_000)
+        analyse(tone)
+        try:
+            melody_from_audio(tone, 24_000)
+        except MelodyError:
+            pass
     lib = ClipLibrary(library)
     demo = build(Studio(engine, lib), read_only=read_only)
     demo.queue(max_size=16, default_concurrency_limit=2)

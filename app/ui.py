@@ -23,6 +23,7 @@ from engine import DRAFTS, KEYS, SAMPLE_RATE, Cancelled
 
 from . import studio
 from .export import FORMATS, ExportError, export
+from .jam_tab import build_jam_tab
 from .library import LibraryError, clean_text
 from .studio import EXAMPLES, Studio, UserError
 
@@ -91,6 +92,9 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             info = gr.Markdown()
             with gr.Row():  # one click each: the files are made when the clip is shown
                 downloads = [gr.DownloadButton(f"Download {f.upper()}", visible=False) for f in FORMATS]
+
+        if not read_only:
+            build_jam_tab(st)
 
         with gr.Tab("Library"):
             with gr.Row():

@@ -15,6 +15,7 @@ The public API, what ``app/`` and the docs use::
   lead and drums a prompt names or a musician sets (``engine.controls``);
 - ``analyse``: a finished clip's tempo and key (``engine.analysis``); ``check_reference``: whether a recording can
   be a "sounds like" style reference (``engine.reference``);
+- ``Jam`` and ``JamControls``: endless music steered live (``engine.jam``);
 - ``SAMPLE_RATE`` (24 kHz, the output's), ``DRAFTS`` (semantic drafts ranked by default).
 
 Names are imported on first use, so ``import engine.data`` (the corpus workers) does not load the models' code.
@@ -31,12 +32,12 @@ _API = {
     "melody_from_audio": "melody", "MelodyTrack": "melody", "MelodyError": "melody",
     "Controls": "controls", "ControlError": "controls", "KEYS": "controls", "parse_key": "controls",
     "parse_prompt": "controls", "transpose_tokens": "controls", "analyse": "analysis",
-    "check_reference": "reference",
+    "check_reference": "reference", "Jam": "jam", "JamControls": "jam",
 }
 __all__ = ["DRAFTS", "KEYS", "SAMPLE_RATE", "AudioError", "Cancelled", "Cantus", "ControlError", "Controls",
            "GenerationError", "MelodyError", "MelodyTrack", "Request", "Segment", "Settings", "load_audio",
            "melody_from_audio", "parse_key", "parse_prompt", "prompt_bpm", "resample", "transpose_tokens",
-           "analyse", "check_reference"]
+           "analyse", "check_reference", "Jam", "JamControls"]
 
 
 def __getattr__(name: str):

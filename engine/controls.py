@@ -7,9 +7,11 @@ refuses anything else with a message naming what is accepted. Explicit values wi
 (``Controls.merged``). ``describe`` is what the app shows under the prompt and the library keeps with a clip.
 
 How each control reaches the music today: a BPM, or the BPM a tempo word stands for (drawn per seed from the
-corpus's range for that word), becomes the semantic stage's beat grid; an explicit key moves a hummed melody to it
-(``transpose_tokens``; a key merely named in the prompt does not, since the hum is most often sung in it already)
-and reaches the stages through the prompt's words; the lead and drums reach them through the prompt's words only.
+corpus's range for that word), becomes the semantic stage's beat grid; a key (or a mode alone) pulls the semantic
+ids drawn towards those of that key (``engine.semantic.keys``), and reaches a semantic stage that reads a key
+stream through it; an explicit key also moves a hummed melody to it (``transpose_tokens``; a key merely named in
+the prompt does not, since the hum is most often sung in it already: with a hum, only an explicit key is pulled
+towards); the lead and drums reach the stages through the prompt's words only.
 """
 from __future__ import annotations
 

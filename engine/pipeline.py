@@ -20,8 +20,9 @@ Drafts: text alone from nothing (where TEXT_ONLY_DEFAULTS apply) draws ``Setting
 semantic ids in one batch (the semantic stage at DRAFT_SEMANTIC) and keeps the one the draft ranker
 (``engine.mulan.ranker``) scores closest to the prompt; streaming starts after them.
 
-Tempo: a BPM the prompt names ("at 96 bpm"), or ``Settings.bpm``, becomes the semantic stage's beat grid
-(``engine.lm.stages.beat_grid``) from the first new frame on.
+Tempo and key: a BPM the prompt names ("at 96 bpm", or a tempo word's) or ``Settings.bpm`` becomes the semantic
+stage's beat grid from the first new frame on; a named key pulls the semantic ids drawn into it (``KEY_BIAS`` times
+its column of the tokenizer's key profile, ``engine.semantic.keys``, added to the semantic stage's logits).
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ from .semantic import SemanticTokenizer
 from .settings import (
     CODEC_RATE,
     KEEP_S,
+    KEY_BIAS,
     SAMPLE_RATE,
     GenerationError,
     Request,
@@ -118,12 +120,12 @@ class Cantus:
                 backend = "torch"
         if backend == "onnx":
             from .export.cache import exported
-            from .export.codec_onnx import OnnxCodec, export_codec
+            from .export.codec_onnx import OnnxCodec, TorchCodesDecoder, export_codec
             from .export.stage_onnx import OnnxStage, export_stage
             stages = {n: OnnxStage(m, exported(f"stage-{n}-int8", assets / "stages" / f"{n}.safetensors",
                                                lambda d, m=m: export_stage(m, d)), threads, int8)
                       for n, m in stages.items()}
-            decoder = _OnnxDecoder(OnnxCodec(exported("codec", assets / "codec" / "codec.safetensors",
+            decoder = TorchCodesDecoder(OnnxCodec(exported("codec", assets / "codec" / "codec.safetensors",
                                                       lambda d: export_codec(codec, d)), threads))
         elif backend != "torch":
             raise ValueError(f"unknown backend {backend!r}: onnx or torch")
@@ -157,6 +159,8 @@ class Cantus:
     def style_tokens(self, req: Request, segment: int) -> torch.Tensor:
         """The segment's [12] prefix tokens: its prompt's, or with a reference (``engine.reference``) the
         reference's style, alone when the prompt is empty, else blended with it by ``reference_weight``."""
+        if req.style is not None:
+            return self.mulan.tokens(req.style[None])[0]
         text = req.prompt(segment)
         if req.reference is None:
             return self.text_tokens(text)
@@ -206,6 +210,7 @@ class Cantus:
         bounds = np.cumsum([seg.seconds for seg in req.segments])
         prompts = [self.style_tokens(req, i) for i in range(len(req.segments))]
         bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt, int(s.seed)) for seg in req.segments]
+        keys = [req.key_id(i) for i in range(len(req.segments))]
         null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)
         total = clip_frames(min(s.duration, bounds[-1])) + extra_frames
         total += total % 2  # even: two codec frames per semantic id
@@ -218,8 +223,8 @@ class Cantus:
             melody = torch.as_tensor(np.resize(tokens, total // 2 + 1))
         ctx_codes = torch.zeros(8, 0, dtype=torch.long)
         ctx_sem = torch.zeros(0, dtype=torch.long)
-        if req.continuation is not None:
-            ctx = self._context(req.continuation)
+        if req.continuation is not None or req.context is not None:
+            ctx = self._context(req.continuation) if req.context is None else req.context
             ctx_codes, ctx_sem = ctx[:8], ctx[8, ::2]
         produced = 0
         plan = window_plan(total, ctx_codes.shape[-1])
@@ -241,8 +246,9 @@ class Cantus:
             cond1 = absent.expand(1, -1, W // 2).clone()
             if melody is not None:
                 cond1[0, 0, j0:] = melody[first + j0:first + W // 2][: W // 2 - j0]
+            b0 = 0 if req.context is not None else j0  # carried codes were made on the same beat
             if len(st1.cfg.cond_vocabs) > 1 and bpms[seg_i] is not None:
-                cond1[0, 1, j0:] = beat_grid(bpms[seg_i], W // 2 - j0, first + j0)
+                cond1[0, 1, b0:] = beat_grid(bpms[seg_i], W // 2 - b0, first + b0, req.beat)
             melody_row = cond1[:, :1]  # [1, 1, W // 2]: the hum (or 'absent') where the window's ids are
             if guided:
                 cond1 = torch.cat([cond1, _uncond(st1, cond1)])
@@ -250,9 +256,11 @@ class Cantus:
             n_drafts = int(s.drafts) if cool and self.ranker is not None and req.prompt(seg_i).strip() else 1
             sem_gens = gens[:1] + [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + 1_000_003 * d)
                                    for d in range(1, n_drafts)]
+            p1 = s.params("semantic", cool, n_drafts > 1 and bpms[seg_i] is None)
+            if keys[seg_i] is not None and self.semantic.key_profile is not None:  # pull the ids into the key
+                p1.bias = KEY_BIAS * self.semantic.key_profile[:, keys[seg_i]]
             sem = StageSampler(st1, pre.repeat_interleave(n_drafts, 0), cond1.repeat_interleave(n_drafts, 0), W // 2,
-                               s.params("semantic", cool, n_drafts > 1 and bpms[seg_i] is None), sem_gens,
-                               ctx_sem[None])
+                               p1, sem_gens, ctx_sem[None])
             while not sem.done:
                 _check(cancel)
                 sem.advance()
@@ -303,6 +311,10 @@ class Cantus:
         chunk = max(1, int(chunk_seconds * CODEC_RATE))
         with _torch_threads(self.torch_threads):
             yield from self.decode_stream(self.code_stream(req, progress, cancel, chunk, self._lead(req)), req)
+
+    def threads(self):
+        """A context in which torch runs with the generator's thread count (``torch_threads``)."""
+        return _torch_threads(self.torch_threads)
 
     def generate(self, req: Request, progress=None, cancel=None) -> np.ndarray:
         """The whole clip: the same codes as the stream, decoded in one call (float32 mono 24 kHz)."""
@@ -368,18 +380,6 @@ def _context_audio(audio: np.ndarray) -> torch.Tensor:
     from the clip's end, so the continuation starts exactly where the clip stops."""
     a = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None, -int(KEEP_S * SAMPLE_RATE):]
     return a[:, a.shape[-1] % 1920:]
-
-
-class _OnnxDecoder:
-    """Adapts OnnxCodec's numpy streaming decoder to the torch codes the generator produces."""
-
-    def __init__(self, onnx_codec):
-        self.onnx = onnx_codec
-
-    def decode_step(self, codes: torch.Tensor, state=None, cond: torch.Tensor | None = None):
-        audio, state = self.onnx.decode_step(codes.numpy().astype(np.int64), state,
-                                             None if cond is None else cond.numpy().astype(np.int64))
-        return torch.from_numpy(np.asarray(audio)), state
 
 
 def _uncond(stage, cond: torch.Tensor) -> torch.Tensor:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from .controls import ControlError, Controls, parse_key, parse_prompt
 from .lm.sampling import SamplingParams
+from .semantic.keys import key_id
 
 SAMPLE_RATE = 24_000
 CODEC_RATE, SEMANTIC_RATE = 50, 25
@@ -37,6 +39,10 @@ DRAFT_SEMANTIC = 1.0
 
 class GenerationError(ValueError):
     """Input the generator cannot use; the message is meant for the user."""
+
+
+# a named key adds this many times its column of the key profile (engine.semantic.keys) to the semantic logits
+KEY_BIAS = 2.0
 
 
 def check_bpm(bpm, what: str) -> float:
@@ -85,7 +91,7 @@ class Settings:
     guidance: float = 3.0  # classifier-free guidance of the semantic and coarse stages; 1 = off
     bpm: float | None = None  # tempo to follow; None: the BPM a prompt names ("at 96 bpm"), else the model's choice
     drafts: int = DRAFTS  # semantic drafts to rank, text alone from nothing (1 = keep the first draw)
-    key: str | None = None  # "A minor": a hum is moved to it, and a prompt that names no key is given it
+    key: str | None = None  # "A minor": the music is pulled into it, a hum moved to it
     reference_weight: float = 0.5  # with a reference and a prompt: the reference's share of the style (0-1)
 
     def validate(self) -> Settings:
@@ -136,6 +142,11 @@ class Request:
     melody: np.ndarray | None = None  # 25 Hz melody tokens (engine.melody), or None for text only
     continuation: np.ndarray | None = None  # audio (24 kHz mono) to continue
     reference: np.ndarray | None = None  # audio (24 kHz mono) whose style to follow ("sounds like this")
+    # a piece carried on in codes (a jam): its last frames [9, n] as ``Cantus.code_stream`` yielded them, even n,
+    # the beat position where the new audio starts, and a MuLan style embedding standing in for the prompt's
+    context: torch.Tensor | None = None
+    beat: float = 0.0
+    style: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.continuation is not None:
@@ -149,9 +160,17 @@ class Request:
             explicit = Controls(tonic=explicit.tonic, mode=explicit.mode, bpm=float(self.settings.bpm))
         return named.merged(explicit)
 
+    def key_id(self, segment: int) -> int | None:
+        """The key the segment's music is pulled into (``engine.semantic.keys.key_id``), None for the model's
+        choice. A hum sets the notes: only an explicit key (which moves the hum) pulls a hummed request."""
+        if self.melody is not None and not self.settings.key:
+            return None
+        c = self.controls(segment)
+        return None if c.mode is None and c.tonic is None else key_id(c.tonic, c.mode or "major")
+
     def prompt(self, segment: int) -> str:
         """The segment's prompt as the stages read it: with an explicit key its prompt does not name, the key in
-        words (how a key reaches the stages until they read it as a stream of its own)."""
+        words too (so the MuLan prefix agrees with the pull of ``key_id``)."""
         text = self.segments[segment].prompt
         if self.settings.key and parse_prompt(text).tonic is None:
             text = f"{text.rstrip(' .')}, in {parse_key(self.settings.key).key}"

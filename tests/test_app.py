@@ -89,3 +89,32 @@ def test_stop_cancels_a_long_generation(server):
     time.sleep(3)
     assert len(job.outputs()) < 120, "cancelled long before the end"
     assert len(lib.list()) == before, "a cancelled clip is not saved"
+
+
+def test_a_jam_plays_on_takes_a_new_prompt_and_keeps_its_last_minutes(server):
+    url, lib = server
+    client = gradio_client.Client(url, verbose=False)
+    job = client.submit("calm piano", "", 0.5, 0, "Auto", api_name="/jam")
+    deadline = time.time() + 60
+    while len(job.outputs()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(job.outputs()) >= 2, "the jam streams chunk after chunk"
+    said = client.predict("energetic techno", "", 0.5, 0, "Auto", api_name="/jam_prompt")
+    assert said.startswith("From the next chunk: prompt energetic techno"), said
+    refused = client.predict(" ", "", 0.5, 0, "Auto", api_name="/jam_prompt")
+    assert refused.startswith("⚠️") and "plays on" in refused
+    n = len(job.outputs())
+    while len(job.outputs()) < n + 3 and time.time() < deadline + 60:
+        time.sleep(0.2)
+    kept = client.predict(1, api_name="/jam_keep")
+    clip = lib.get(kept.split("clip ")[1].split()[0])
+    assert [s["prompt"] for s in clip.meta["story"]] == ["calm piano", "energetic techno"], clip.meta
+    assert clip.meta["settings"]["jam"] and clip.meta["seconds"] >= 8
+    client.predict(api_name="/jam_stop")
+    job.cancel()
+    time.sleep(3)
+    n = len(job.outputs())
+    time.sleep(4)
+    assert len(job.outputs()) == n, "Stop ends the jam"
+    with pytest.raises(Exception, match="start a jam first"):
+        client.predict(1, api_name="/jam_keep")

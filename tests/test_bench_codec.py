@@ -6,7 +6,7 @@ import pytest
 @pytest.mark.skipif(__import__("shutil").which("ffmpeg") is None, reason="the Opus reference needs ffmpeg")
 def test_codec_bench_reports_mel_distances_pitch_on_mix_and_melody_and_code_usage(tiny_corpus, tmp_path):
     from engine.codec import Codec, CodecConfig
-    from engine.eval.bench import bench_codec, markdown
+    from engine.eval.codec_bench import bench_codec, markdown
 
     Codec(CodecConfig(channels=4, max_channels=16, decoder="istft", decoder_dim=16, decoder_blocks=1)).save(tmp_path)
     r = bench_codec(tiny_corpus, 1, tmp_path, None)
@@ -21,7 +21,7 @@ def test_codec_bench_reports_mel_distances_pitch_on_mix_and_melody_and_code_usag
 
 
 def test_melody_bench_scores_the_hum_tracker_on_test_renditions_per_voice(tiny_corpus):
-    from engine.eval.bench import bench_melody, markdown_melody
+    from engine.eval.codec_bench import bench_melody, markdown_melody
 
     r = bench_melody(tiny_corpus, 3)
     assert r["clips"] >= 1 and r["voiced_frames"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,4 +78,49 @@ def test_record_a_hum_generate_listen_and_reopen_by_permalink(app_url, hum_wav):
             page.get_by_role("tab", name="Library").click()
             page.wait_for_timeout(1000)
             page.screenshot(path=f"{shots}/library.png", full_page=True)
+        browser.close()
+
+
+def test_a_jam_sounds_within_seconds_plays_two_minutes_without_a_gap_and_hears_a_new_prompt(app_url, hum_wav):
+    url, lib = app_url
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={hum_wav}", "--autoplay-policy=no-user-gesture-required"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        page = browser.new_context(permissions=["microphone"], viewport={"width": 1280, "height": 1000}).new_page()
+        page.goto(url)
+        page.get_by_role("tab", name="Jam").click()
+        page.get_by_label("Jam prompt").fill("calm piano")
+        page.wait_for_timeout(2000)  # a microphone started while the page still settles sends nothing
+        page.get_by_role("button", name="Record", exact=True).click()  # the live microphone
+        page.get_by_text("🎤", exact=False).first.wait_for(timeout=20_000)
+        clock = "() => Math.max(0, ...Array.from(document.querySelectorAll('audio')).map(a => a.currentTime))"
+        page.get_by_role("button", name="Start jam").click()
+        t0, first = time.time(), None
+        while time.time() - t0 < 30:
+            if page.evaluate(clock) > 0:
+                first = time.time() - t0
+                break
+            page.wait_for_timeout(100)
+        assert first is not None and first <= 3.0, f"first sound after {first} s"
+        played, stalls = [], 0
+        for second in range(120):
+            page.wait_for_timeout(1000)
+            played.append(page.evaluate(clock))
+            if second == 60:
+                page.get_by_label("Jam prompt").fill("energetic techno")
+                page.get_by_label("Jam prompt").press("Enter")
+            if len(played) > 1 and played[-1] - played[-2] < 0.5:
+                stalls += 1
+        assert stalls == 0, f"the audio stalled {stalls} times in 2 minutes: {played}"
+        assert played[-1] - played[0] > 110, played
+        page.get_by_text("From the next chunk: prompt energetic techno").wait_for(timeout=10_000)
+        heard = page.get_by_text("🎤", exact=False).first.inner_text()
+        assert "dB" in heard and "Following" in heard, f"the microphone's level and the notes followed: {heard}"
+        page.get_by_role("button", name="Keep").click()
+        page.get_by_text("Kept", exact=False).wait_for(timeout=30_000)
+        clip = lib.list()[0]
+        assert [s["prompt"] for s in clip.meta["story"]][-1] == "energetic techno", clip.meta
+        page.get_by_role("button", name="Stop jam").click()
         browser.close()

@@ -9,6 +9,7 @@ import torch
 
 from engine import Cantus, ControlError, GenerationError, Request, Segment, Settings, parse_key, parse_prompt
 from engine.controls import TEMPO_RANGES, hum_key, transpose_tokens
+from engine.semantic.keys import key_id
 
 PHRASINGS = [
     ("a sad piano tune in A minor", "key A minor"),
@@ -101,3 +102,36 @@ def test_a_named_key_moves_the_hum_and_the_semantic_stage_reads_the_moved_one(ti
     model.generate(Request([Segment("a slow tune", 2.0)], Settings(duration=2.0, seed=5)))
     grid = seen[0][1]
     assert len(seen[0]) == 2 and (grid < 13).all(), "a tempo word conducts the semantic stage's beat grid"
+
+
+def test_a_key_profile_pulls_the_semantic_ids_into_the_named_key(tiny_assets, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import engine.pipeline as G
+    from engine.semantic import SemanticTokenizer
+    from engine.semantic.keys import fit_key_profile, save_key_profile
+    ids = torch.cat([torch.randint(0, 8, (20, 250)), torch.randint(8, 16, (20, 250))])
+    keys = torch.tensor([0] * 20 + [key_id(9, "minor")] * 20)  # C major clips use ids 0-7, A minor ones 8-15
+    table = fit_key_profile(ids, keys, 16)
+    assert (table[:8, 0] > 0).all() and (table[8:, 0] < 0).all() and (table[8:, key_id(9, "minor")] > 0).all()
+    assert (table[8:, 25] > 0).all(), "the minor-mode column: any minor key"
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_assets, assets)
+    version = json.loads((assets / "semantic" / "semantic.json").read_text())["version"]
+    save_key_profile(table, assets / "semantic", "another tokenizer")
+    assert SemanticTokenizer.load(assets / "semantic").key_profile is None, "a profile of other ids is not used"
+    save_key_profile(table, assets / "semantic", version)
+    model = Cantus.load(assets, backend="torch")
+    monkeypatch.setattr(G, "KEY_BIAS", 50.0)  # strong enough to decide every draw of the random tiny stage
+    hum = np.repeat([1, 3, 5, 6, 8, 10, 12, 1], 6)
+    for prompt, key, melody, allowed in (("a tune in A minor", None, None, range(8, 16)),
+                                         ("a tune in C major", None, None, range(0, 8)),
+                                         ("a tune", "A minor", None, range(8, 16)),
+                                         ("a tune in a minor key", None, None, range(8, 16)),
+                                         ("a tune in A minor", "A minor", hum, range(8, 16))):
+        req = Request([Segment(prompt, 2.0)], Settings(duration=2.0, key=key), melody=melody)
+        drawn = set(torch.cat(list(model.code_stream(req)), -1)[8].tolist())  # the ninth row: the semantic ids
+        assert drawn <= set(allowed), (prompt, key, drawn)
+    free = Request([Segment("a tune in A minor", 2.0)], Settings(duration=2.0), melody=hum)
+    assert free.key_id(0) is None, "a hum sets the notes: a key only named in the prompt does not pull it"

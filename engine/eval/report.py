@@ -15,7 +15,7 @@ with the clip's voice-like rendition as the hum. The report (``report.md``, plot
 - Melody: dominant pitch class of the output = hummed one, and chroma cosine, with the hum vs text alone.
 - Tempo (librosa beat tracker, within 8%) for prompts that name a BPM; key (Krumhansl key-profile estimate) for
   prompts that name a key (tonic and mode) or only a mode.
-- Codec vs Opus on test clips (``engine.eval.bench.bench_codec``) and speed (``engine.eval.generation.speed``).
+- Codec vs Opus on test clips (``engine.eval.codec_bench.bench_codec``) and speed (``engine.eval.generation.speed``).
 
 Every number is printed next to the one in the previous ``report.json`` found in ``--out``, which is then replaced.
 """
@@ -156,7 +156,7 @@ def evaluate(corpus: Path, assets: str, n_clips: int, n_hums: int, codec_clips: 
                                                           "mode_ok", "key_ok", "melody", "melody_text_only")}
                        for r in rows]
     if codec_clips:
-        from .bench import bench_codec
+        from .codec_bench import bench_codec
         c = bench_codec(corpus, codec_clips, Path(assets) / "codec", None)
         res["codec"] = {"clips": c["clips"], **c["mel_distance"], "pitch_agreement": c["pitch_agreement"],
                         "opus_12kbps_pitch_agreement": c["opus_pitch_agreement"]["12kbps"]["mix"]}

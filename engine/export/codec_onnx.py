@@ -217,3 +217,16 @@ class OnnxCodec:
 
     def decode(self, codes: np.ndarray, cond: np.ndarray | None = None) -> np.ndarray:
         return self.decode_step(codes, None, cond)[0]
+
+
+class TorchCodesDecoder:
+    """``OnnxCodec``'s streaming decoder for the torch codes the generator produces (``Codec.decode_step``'s
+    signature, so the generator decodes through either)."""
+
+    def __init__(self, onnx_codec: OnnxCodec):
+        self.onnx = onnx_codec
+
+    def decode_step(self, codes: torch.Tensor, state=None, cond: torch.Tensor | None = None):
+        audio, state = self.onnx.decode_step(codes.numpy().astype(np.int64), state,
+                                             None if cond is None else cond.numpy().astype(np.int64))
+        return torch.from_numpy(np.asarray(audio)), state

@@ -17,6 +17,7 @@ class SamplingParams:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
     guidance: float = 1.0
+    bias: torch.Tensor | None = None  # [V] added to the (guided) logits before the temperature: a named key's pull
 
     def validate(self, name: str = "") -> SamplingParams:
         where = f" ({name})" if name else ""
@@ -41,6 +42,8 @@ def sample(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator) 
     """logits [..., V] -> ids [...]."""
     shape = logits.shape[:-1]
     logits = logits.reshape(-1, logits.shape[-1]).float()
+    if p.bias is not None:
+        logits = logits + p.bias
     if p.temperature == 0:
         return logits.argmax(-1).view(shape)
     logits = logits / p.temperature

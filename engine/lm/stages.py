@@ -38,10 +38,11 @@ BEAT_VOCAB = 4  # quarter-beat phases; id 4 = absent
 LATE_MAX = 49  # latest training start, 25 Hz frames (~2 s; the shipped stages' recipe)
 
 
-def beat_grid(bpm: float, n_frames: int, start: int = 0) -> torch.Tensor:
-    """Quarter-beat phase ids [n_frames] of frames start..start+n_frames-1 at 25 Hz (frame 0 on a beat)."""
+def beat_grid(bpm: float, n_frames: int, start: int = 0, beat: float = 0.0) -> torch.Tensor:
+    """Quarter-beat phase ids [n_frames] of frames start..start+n_frames-1 at 25 Hz, frame 0 at beat position
+    ``beat`` (0: on a beat; a jam that changes tempo carries its position on, so the beat does not jump)."""
     t = (torch.arange(n_frames, dtype=torch.float64) + start) / FRAME_RATE
-    return torch.floor(t * float(bpm) / 60.0 % 1.0 * 4).long().clamp(0, 3)
+    return torch.floor((t * float(bpm) / 60.0 + beat) % 1.0 * 4).long().clamp(0, 3)
 
 
 def default_config(name: str, n_semantic: int, codec_size: int = 1024, mulan_size: int = 1024, melody: bool = False,

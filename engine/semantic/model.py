@@ -20,6 +20,7 @@ from .. import spectral
 from ..blocks import DilatedResBlock
 from ..kmeans import nearest
 from ..weights import config_from_dict, load_weights, read_config, save_model
+from .keys import load_key_profile
 
 FRAME_RATE = spectral.FRAME_RATE
 HEADS = {"pitch_class": 13, "beat_phase": 4, "tonic": 12, "mode": 2}
@@ -82,6 +83,7 @@ class SemanticTokenizer(nn.Module):
     def load(cls, path: str | Path) -> SemanticTokenizer:
         model = cls(read_config(SemanticConfig, path, "semantic", "semantic tokenizer"))
         model.load_state_dict(load_weights(Path(path) / "semantic.safetensors"))
+        model.key_profile = load_key_profile(path, model.cfg.version)  # [V, 26] or None (engine.semantic.keys)
         return model.eval()
 
 

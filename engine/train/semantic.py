@@ -5,7 +5,8 @@ missing), trains the frame encoder on the corpus labels (melody pitch class, bea
 200-frame crops, then fits ``n_tokens`` k-means centroids on train-split embeddings, runs the probes on the test
 split (``engine.semantic.probe``) and writes ``OUT/best`` (model + metrics.json). Resumable from ``OUT/last.pt``;
 ``--ship`` copies ``OUT/best`` into ``assets/semantic`` when its pitch-class probe is better. The encoder kept is
-the one whose validation pitch-class accuracy is highest.
+the one whose validation pitch-class accuracy is highest. ``--key-profile TOKENS...`` fits the shipped tokenizer's
+key profile (``engine.semantic.keys``) on the tokenised train split instead (the recipe runs it after tokenising).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from ..data.dataset import CorpusDataset
 from ..kmeans import kmeans, usage
 from ..semantic import probe
+from ..semantic.keys import fit_key_profile, save_key_profile
 from ..semantic.model import HEADS, SemanticConfig, SemanticTokenizer, frame_labels
 from .loop import add_run_args, fit, metrics_of, save_best, ship, start
 from .mulan.features import build_features
@@ -112,6 +114,26 @@ def finish(a: argparse.Namespace, task: SemanticTask) -> dict:
     return m
 
 
+def key_profile(folders: list[Path], assets: Path) -> int:
+    """Fit ``engine.semantic.keys`` on the train clips' semantic ids and keys and write it beside the tokenizer."""
+    version = json.loads((assets / "semantic.json").read_text())["version"]
+    ids, keys = [], []
+    for d in folders:
+        sem, mel = d / f"semantic-train-{version}.pt", d / "melody-train.pt"
+        if not sem.exists() or not mel.exists():
+            raise SystemExit(f"--key-profile: {d} has no train tokens of the semantic tokenizer {version} "
+                             "(python -m engine.train.tokenize)")
+        s, m = torch.load(sem, weights_only=False), torch.load(mel, weights_only=False)
+        if s["ids"] != m["ids"] or "key" not in m:
+            raise SystemExit(f"--key-profile: the token files in {d} disagree on the clips, or lack keys: re-tokenise")
+        ids.append(s["tokens"])
+        keys.append(m["key"])
+    n = json.loads((assets / "semantic.json").read_text())["n_tokens"]
+    path = save_key_profile(fit_key_profile(torch.cat(ids), torch.cat(keys), n), assets, version)
+    print(f"key profile of {sum(len(k) for k in keys)} clips -> {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m engine.train.semantic", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="runs/corpus")
@@ -124,7 +146,12 @@ def main(argv=None) -> int:
     ap.add_argument("--probe-clips", type=int, default=40, help="test clips re-arranged for the probe (0 = skip)")
     ap.add_argument("--ship", action="store_true", help="copy OUT/best into --assets if its pitch-class probe is better")
     ap.add_argument("--assets", type=Path, default=Path("assets/semantic"))
+    ap.add_argument("--key-profile", type=Path, nargs="+", default=None, metavar="TOKENS",
+                    help="instead of training: fit the key profile of the tokenizer in --assets on the tokenised "
+                         "train split(s) in these folders (engine.train.tokenize) and write it there")
     a = ap.parse_args(argv)
+    if a.key_profile:
+        return key_profile(a.key_profile, a.assets)
     if a.ship:
         best, old = a.out / "best", metrics_of(a.assets)
 

@@ -6,7 +6,8 @@ re-tokenises only the codec codes:
 - ``semantic-<split>-<version>.pt``: [N, 250] semantic ids;
 - ``mulan-<split>-<token key>.pt``: audio tokens [N, 12] and the text tokens of every caption [N, C, 12];
 - ``melody-<split>.pt``: [N, 250] melody tokens of the score's melody (``tokens_from_midi`` of the 25 Hz track)
-  and each clip's tempo in BPM (the beat grid the semantic stage is conditioned on);
+  and each clip's tempo in BPM (the beat grid the semantic stage is conditioned on) and key (``key_id``: what the
+  semantic ids' key profile is fitted on);
   with ``--track-voice``, also the tokens ``engine.melody`` tracks from the clip's voice-like rendition (hum /
   whistle / song): the function the app runs on a user's hum. Tracking costs ~8 s per 10 s clip on 2 busy cores
   (PESTO's convolutions, two passes), ~8 h for the corpus, so training uses the score tokens with the tracker's
@@ -32,6 +33,7 @@ from ..data.dataset import CorpusDataset
 from ..melody import MelodyError, melody_from_audio, tokens_from_midi
 from ..mulan import MuLan
 from ..semantic import SemanticTokenizer
+from ..semantic.keys import key_id
 from .mulan.features import build_features
 
 N_FRAMES = 250  # 10 s at 25 Hz
@@ -98,15 +100,20 @@ def melody_tokens(data: str, split: str, out: Path, track_voice: int = 0) -> Pat
     path = out / f"melody-{split}.pt"
     ds = CorpusDataset(data, split, load_voice=True)
     old = _cache(path)
-    if old is not None and old["ids"] == ds.ids and "tempo" in old and old.get("n_tracked", 0) >= track_voice >= 0:
+    if old is not None and old["ids"] == ds.ids and "key" in old and old.get("n_tracked", 0) >= track_voice >= 0:
         return path
     truth = np.zeros((len(ds), N_FRAMES), dtype=np.int16)
     for i, r in enumerate(ds.records):
         t = tokens_from_midi(np.asarray(r["melody"]["track"], dtype=float))[:N_FRAMES]
         truth[i, : len(t)] = t
     n = len(ds) if track_voice < 0 else min(track_voice, len(ds))
-    tracked, failed = np.zeros((n, N_FRAMES), dtype=np.int16), 0
-    for i in tqdm(range(n), desc=f"tracking hums {split}", disable=n == 0):
+    done = 0  # hums an earlier file of the same clips tracked already (hours of work) are kept
+    if old is not None and old["ids"] == ds.ids:
+        n, done = max(n, old.get("n_tracked", 0)), old.get("n_tracked", 0)
+    tracked, failed = np.zeros((n, N_FRAMES), dtype=np.int16), old.get("failed", 0) if done else 0
+    if done:
+        tracked[:done] = old["tracked"].numpy()
+    for i in tqdm(range(done, n), desc=f"tracking hums {split}", disable=n == done):
         ex = ds[i]
         try:
             t = melody_from_audio(ex.voice, ex.voice_rate).tokens[:N_FRAMES]
@@ -114,8 +121,9 @@ def melody_tokens(data: str, split: str, out: Path, track_voice: int = 0) -> Pat
         except MelodyError:
             failed += 1
     tempo = torch.tensor([float(r["tags"]["tempo"]) for r in ds.records])
-    _save({"ids": [r["id"] for r in ds.records], "tokens": torch.from_numpy(truth), "tempo": tempo, "n_tracked": n,
-           "tracked": torch.from_numpy(tracked), "failed": failed}, path)
+    key = torch.tensor([key_id(r["tags"]["tonic"], r["tags"]["mode"]) for r in ds.records])
+    _save({"ids": [r["id"] for r in ds.records], "tokens": torch.from_numpy(truth), "tempo": tempo, "key": key,
+           "n_tracked": n, "tracked": torch.from_numpy(tracked), "failed": failed}, path)
     return path
 
 
