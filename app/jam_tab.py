@@ -22,8 +22,9 @@ from .library import LibraryError
 from .studio import Heard, Studio, clean_prompt, to_int16
 
 # Gradio streams audio to the page as HLS segments, one per chunk: 2 s chunks (its guide asks for over 1 s), and
-# 2.5 s made ahead (with 1.5 s the page's player stalled once in two minutes, measured in Chromium)
-BROWSER_CHUNK_S, BROWSER_LEAD_S = 2.0, 2.5
+# 3.5 s made ahead (measured in Chromium: 1.5 s stalled once at the start of two minutes; 2.5 s stalled once when a
+# training shared the cores)
+BROWSER_CHUNK_S, BROWSER_LEAD_S = 2.0, 3.5
 HUM_BLOCKS = 2  # the melody followed is the last this many blocks of the microphone, each tracked once
 TRACK_EVERY_S = 2.0  # a block's length: every 2 s the newest block is tracked (tracking costs CPU the jam needs)
 QUIET_DB = -45.0  # below this level the microphone hears no hum
