@@ -60,6 +60,9 @@ def _short_json(v, limit: int) -> bool:
         return False
 
 
+BLOCKS = "▁▂▃▄▅▆▇█"
+SHAPE_CHARS = 24
+
 # What a clip's meta.json may hold: key -> (check, what it must be). Anything else is dropped on import.
 META_FIELDS = {
     "id": (lambda v: isinstance(v, str) and bool(_ID.match(v)), "a 12-digit hex id"),
@@ -85,7 +88,21 @@ META_FIELDS = {
     "controls": (lambda v: isinstance(v, dict) and _short_json(v, 1024), "the controls followed"),
     "analysis": (lambda v: isinstance(v, dict) and (v.get("bpm") is None or _is_num(v["bpm"]))
                  and (v.get("key") is None or isinstance(v["key"], str)) and _short_json(v, 512), "tempo and key"),
+    "shape": (lambda v: isinstance(v, str) and len(v) <= SHAPE_CHARS and set(v) <= set(BLOCKS), "a level contour"),
+    "loop": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("bars"), int) and 1 <= v["bars"] <= 64
+                                     and _short_json(v, 512)), "a loop's bars and tempo"),
 }
+
+
+def level_shape(audio: np.ndarray, n: int = SHAPE_CHARS) -> str:
+    """The clip's loudness over time as ``n`` block characters ("▁▃▆█▇▅▂▁"): its waveform at a glance in the
+    library's table. Each character is the RMS level of 1/n of the clip, from 36 dB below the loudest part (▁) up."""
+    x = np.asarray(audio, dtype=np.float64)
+    parts = np.array_split(x, min(n, max(1, len(x))))
+    db = np.array([10 * np.log10(np.mean(p ** 2) + 1e-12) for p in parts])
+    top = max(db.max(), -60.0)  # a silent clip stays at the bottom
+    steps = np.clip((db - top + 36) / 36 * (len(BLOCKS) - 1), 0, len(BLOCKS) - 1)
+    return "".join(BLOCKS[int(round(v))] for v in steps)
 
 
 def check_meta(meta, drop_unknown: bool = False) -> dict:
@@ -166,7 +183,7 @@ class ClipLibrary:
         if (self.root / clip_id).exists():
             raise LibraryError(f"a clip {clip_id} already exists")
         meta = check_meta({**meta, "id": clip_id, "created": meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S"),
-                           "seconds": round(len(audio) / SAMPLE_RATE, 2)})
+                           "seconds": round(len(audio) / SAMPLE_RATE, 2), "shape": level_shape(audio)})
         tmp = self.root / f".tmp-{clip_id}"
         tmp.mkdir()
         try:

@@ -22,9 +22,12 @@ from engine import (
     Segment,
     Settings,
     analyse,
+    check_loop,
     check_reference,
     load_audio,
+    loop_bpm,
     melody_from_audio,
+    plan_loop,
     prompt_bpm,
     transpose_tokens,
 )
@@ -134,6 +137,17 @@ def settings_from_ui(duration, seed, temperature, top_k, guidance, bpm=0, drafts
         raise UserError(str(e)) from None
 
 
+def loop_bars_from_ui(value) -> int:
+    """The Loop box: 0 or empty = no loop, else a whole number of bars."""
+    try:
+        bars = int(float(value or 0))
+    except (TypeError, ValueError):
+        raise UserError(f"loop bars must be a whole number (0 = no loop), not {str(value)[:20]!r}") from None
+    if bars != float(value or 0) or bars < 0:
+        raise UserError(f"loop bars must be a whole number (0 = no loop), not {value}")
+    return bars
+
+
 def clean_prompt(text) -> str:
     """A prompt as the server takes it, whatever the browser sent: control characters dropped, at most
     PROMPT_CHARS characters (UserError beyond)."""
@@ -169,9 +183,12 @@ class Studio:
         self.engine, self.library = engine, library
 
     def request(self, prompt: str, story: list[Segment], heard: Heard | None, settings: Settings,
-                continue_clip: str | None = None, reference: str | None = None) -> tuple[Request, dict]:
+                continue_clip: str | None = None, reference: str | None = None,
+                loop_bars: int = 0) -> tuple[Request, dict]:
         """UI values -> (the engine's request, the clip's metadata); ``reference``: the path of a recording whose
-        style to follow (the prompt may then be empty)."""
+        style to follow (the prompt may then be empty); ``loop_bars``: make a seamless loop of that many bars."""
+        if loop_bars and (story or continue_clip):
+            raise UserError("a loop is made from one prompt: clear the story table (and do not extend a clip)")
         if story:
             settings.duration = sum(s.seconds for s in story)
             if settings.duration > 300:
@@ -188,6 +205,8 @@ class Studio:
                 self.engine.style_tokens(req, i)
                 if settings.bpm is None:
                     prompt_bpm(seg.prompt)  # "at 500 bpm" is refused here, not in the middle of the stream
+            if loop_bars:
+                check_loop(int(loop_bars), 4, loop_bpm(req))
         except GenerationError as e:
             raise UserError(str(e)) from None
         meta = {"prompt": segments[0].prompt if len(segments) == 1 else " → ".join(s.prompt for s in segments),
@@ -196,7 +215,8 @@ class Studio:
                 "melody_tokens": heard.tokens.tolist() if heard else None,
                 "reference_file": clean_text(Path(reference).name, 255) if reference else None,
                 "seed": settings.seed, "settings": asdict(settings), "continues": continue_clip,
-                "controls": req.controls().to_json(), "versions": self.engine.versions}
+                "controls": req.controls().to_json(), "versions": self.engine.versions,
+                "loop": {"bars": int(loop_bars)} if loop_bars else None}
         try:
             check_meta(meta)  # what the library will refuse after the music is made is refused now
         except LibraryError as e:
@@ -204,16 +224,31 @@ class Studio:
         return req, meta
 
     def stream(self, req: Request, meta: dict, progress=None, cancel=None) -> Iterator[tuple[str, object]]:
-        """Yields ("chunk", int16 [24000]) while generating, then ("clip", Clip) once saved."""
+        """Yields ("chunk", int16 [24000]) while generating, then ("clip", Clip) once saved. A loop (``meta["loop"]``)
+        streams the music it is cut from, and saves the loop."""
         t0 = time.time()
-        parts = []
+        parts, plan = [], None
+        if meta.get("loop"):
+            if progress:
+                progress(0.0, "finding the tempo" if loop_bpm(req) is None else "loop")
+            try:
+                plan = plan_loop(self.engine, req, meta["loop"]["bars"], cancel=cancel)
+            except GenerationError as e:
+                raise UserError(str(e)) from None
+            req = plan.request
         for chunk in self.engine.generate_stream(req, progress=progress, cancel=cancel):
             parts.append(chunk)
             yield "chunk", to_int16(chunk, pad_to=SAMPLE_RATE)
         audio = np.concatenate(parts)
         if req.continuation is not None:  # "extend": the saved clip is the original followed by the new part
             audio = np.concatenate([req.continuation.astype(np.float32), audio])
-        meta = {**meta, "generation_seconds": round(time.time() - t0, 2), "analysis": analyse(audio)}
+        analysis = analyse(audio)
+        if plan is not None:  # the loop's tempo is exact: the one its bars were cut at
+            loop = plan.finish(audio)
+            audio, analysis = loop.audio, {**analyse(loop.audio), "bpm": loop.bpm}
+            meta = {**meta, "loop": {"bars": loop.bars, "beats_per_bar": loop.beats_per_bar, "bpm": loop.bpm,
+                                     "tempo_from": loop.tempo_from, "about": loop.describe()}}
+        meta = {**meta, "generation_seconds": round(time.time() - t0, 2), "analysis": analysis}
         yield "clip", self.library.save(audio, meta)
 
 
@@ -245,7 +280,7 @@ def to_int16(chunk: np.ndarray, pad_to: int = 0) -> np.ndarray:
     return (x * 32767).astype(np.int16)
 
 
-HEADERS = ["id", "name", "tempo", "key", "seconds", "seed", "created"]
+HEADERS = ["id", "name", "tempo", "key", "seconds", "seed", "created", "sound"]
 
 
 def clip_table(clips: list[Clip], sort: str = "newest") -> list[list]:
@@ -255,7 +290,7 @@ def clip_table(clips: list[Clip], sort: str = "newest") -> list[list]:
     def row(c):
         a = c.meta.get("analysis") or {}
         return [c.id, c.name, round(a["bpm"]) if a.get("bpm") else None, a.get("key", ""), c.meta.get("seconds"),
-                c.meta.get("seed"), c.meta.get("created", "")]
+                c.meta.get("seed"), c.meta.get("created", ""), c.meta.get("shape", "")]
     rows = [row(c) for c in clips]
     if sort == "tempo":
         rows.sort(key=lambda r: (r[2] is None, r[2] or 0))
@@ -286,7 +321,7 @@ def remix_values(clip: Clip) -> dict:
     return {"prompt": clip.meta.get("prompt", ""), "duration": s.get("duration", 10), "seed": clip.meta.get("seed", 0),
             "temperature": s.get("temperature", 1.0), "top_k": s.get("top_k", 0), "guidance": s.get("guidance", 3.0),
             "bpm": s.get("bpm") or 0, "drafts": s.get("drafts", 1),  # clips from before drafts had one
-            "key": s.get("key") or "Auto",
+            "key": s.get("key") or "Auto", "loop_bars": (clip.meta.get("loop") or {}).get("bars", 0),
             "story": [[seg["prompt"], seg["seconds"]] for seg in clip.meta.get("story") or []]}
 
 
@@ -298,6 +333,8 @@ def describe(clip: Clip) -> str:
         lines.append(f"Sounds like: {m['reference_file']} (weight {m.get('settings', {}).get('reference_weight', 1)})")
     if m.get("melody_file"):
         lines.append(f"Melody: {m['melody_file']}")
+    if (m.get("loop") or {}).get("about"):
+        lines.append(f"Loop: {m['loop']['about']}; seamless when repeated")
     # the engine ranks drafts only for text alone from nothing; the saved value is kept for remixing
     made_from = ("the hum sets the melody" if m.get("melody_file") else
                  "it continues another clip" if m.get("continues") else None)

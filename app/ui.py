@@ -77,6 +77,9 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                     key = gr.Dropdown(["Auto", *KEYS], value="Auto", label="Key",
                                       info="Auto: a key the prompt names; a key chosen here also moves a hum into it")
                     variations = gr.Slider(1, 4, value=1, step=1, label="Variations (seed, seed+1, …)")
+                    loop_bars = gr.Number(value=0, precision=0, minimum=0, maximum=64, label="Loop: bars (0 = off)",
+                                          info="a seamless loop of N bars (4 beats each) at the tempo above or the "
+                                          "prompt's (else its own, found first); the duration is ignored")
                     drafts = gr.Slider(1, 16, value=DRAFTS, step=1, label="Drafts (text alone)",
                                        info="keeps the best-fitting of N sketches; 1 = the fastest first sound")
             with gr.Accordion("Story mode: a new prompt every few seconds", open=False):
@@ -104,7 +107,8 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                 refresh = gr.Button("Refresh", scale=0)
             table = gr.Dataframe(headers=HEADERS, interactive=False, label="Clips (newest first)")
             damaged_note = gr.Markdown()
-            lib_player = gr.Audio(type="filepath", label="Selected clip", interactive=False)
+            lib_player = gr.Audio(type="filepath", label="Selected clip (click a row to play it)", interactive=False,
+                                  autoplay=True)
             lib_info = gr.Markdown()
             with gr.Row():
                 lib_downloads = [gr.DownloadButton(f"Download {f.upper()}", visible=False) for f in FORMATS]
@@ -139,7 +143,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             dice.click(lambda: random.randrange(2 ** 31), None, seed)
 
         def run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, ref, ref_w, cont_id,
-                progress):
+                progress, bars=0):
             try:
                 settings = studio.settings_from_ui(dur, seed_v, temp, k, g, tempo, n_drafts, key_v, ref_w)
                 segs = studio.story_from_rows(story_v)
@@ -148,7 +152,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                 last = None
                 for v in range(int(n_var)):
                     s = studio.Settings(**{**settings.__dict__, "seed": settings.seed + v})
-                    req, meta = st.request(prompt_v, segs, heard, s, cont_id, ref)
+                    req, meta = st.request(prompt_v, segs, heard, s, cont_id, ref, studio.loop_bars_from_ui(bars))
                     label = f"variation {v + 1}/{int(n_var)}: " if n_var > 1 else ""
                     yield gr.skip(), gr.skip(), f"{label}generating…", gr.skip(), gr.skip()
                     for kind, item in st.stream(req, meta, progress=lambda f, what: progress(f, desc=label + what)):
@@ -164,20 +168,20 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                 yield gr.skip(), gr.skip(), "Stopped.", gr.skip(), gr.skip()
 
         inputs = [prompt, story, heard_state, duration, seed, temperature, top_k, guidance, bpm, variations, drafts,
-                  key, reference, ref_weight]
+                  key, reference, ref_weight, loop_bars]
         outputs = [live, result, status, info, clip_state]
 
         def generate(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v="Auto",
-                     ref=None, ref_w=0.5, progress=gr.Progress()):
+                     ref=None, ref_w=0.5, bars=0, progress=gr.Progress()):
             yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, ref, ref_w,
-                           None, progress)
+                           None, progress, bars)
 
         def extend_clip(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, ref, ref_w,
-                        cont_id, progress=gr.Progress()):
+                        bars, cont_id, progress=gr.Progress()):
             if not cont_id:
                 raise gr.Error("there is no clip to extend yet: generate one or pick one in the library")
             yield from run(prompt_v, story_v, heard, dur, seed_v, temp, k, g, tempo, n_var, n_drafts, key_v, ref, ref_w,
-                           cont_id, progress)
+                           cont_id, progress, bars)
 
         def show_controls(prompt_v, heard, dur, seed_v, tempo, key_v):
             try:
@@ -249,7 +253,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                 raise gr.Error(str(e))
             story_rows = v["story"] or [["", 10], ["", 10], ["", 10]]
             return v["prompt"], v["duration"], v["seed"], v["temperature"], v["top_k"], v["guidance"], v["bpm"], \
-                v["drafts"], v["key"], story_rows, "Settings loaded into Create."
+                v["drafts"], v["key"], v["loop_bars"], story_rows, "Settings loaded into Create."
 
         def do_bundle(cid):
             try:
@@ -290,7 +294,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             rename_btn.click(do_rename, [clip_state, new_name, search], [*listing, lib_info, lib_status])
             delete_btn.click(do_delete, [clip_state, search], [*listing, lib_player, lib_info, clip_state, lib_status])
             remix_btn.click(do_remix, clip_state, [prompt, duration, seed, temperature, top_k, guidance, bpm, drafts,
-                                                   key, story, lib_status])
+                                                   key, loop_bars, story, lib_status])
             import_file.upload(do_import, [import_file, search], [*listing, lib_status])
             clean_btn.click(do_clean, search, [*listing, lib_status])
 

@@ -16,6 +16,7 @@ The public API, what ``app/`` and the docs use::
 - ``analyse``: a finished clip's tempo and key (``engine.analysis``); ``check_reference``: whether a recording can
   be a "sounds like" style reference (``engine.reference``);
 - ``Jam`` and ``JamControls``: endless music steered live (``engine.jam``);
+- ``make_loop``, ``plan_loop``, ``Loop``, ``check_loop``, ``loop_bpm``: a seamless loop of N bars (``engine.loops``);
 - ``SAMPLE_RATE`` (24 kHz, the output's), ``DRAFTS`` (semantic drafts ranked by default).
 
 Names are imported on first use, so ``import engine.data`` (the corpus workers) does not load the models' code.
@@ -33,11 +34,13 @@ _API = {
     "Controls": "controls", "ControlError": "controls", "KEYS": "controls", "parse_key": "controls",
     "parse_prompt": "controls", "transpose_tokens": "controls", "analyse": "analysis",
     "check_reference": "reference", "Jam": "jam", "JamControls": "jam",
+    "make_loop": "loops", "plan_loop": "loops", "Loop": "loops", "check_loop": "loops",
+    "loop_bpm": "loops",
 }
 __all__ = ["DRAFTS", "KEYS", "SAMPLE_RATE", "AudioError", "Cancelled", "Cantus", "ControlError", "Controls",
            "GenerationError", "MelodyError", "MelodyTrack", "Request", "Segment", "Settings", "load_audio",
            "melody_from_audio", "parse_key", "parse_prompt", "prompt_bpm", "resample", "transpose_tokens",
-           "analyse", "check_reference", "Jam", "JamControls"]
+           "analyse", "check_reference", "Jam", "JamControls", "make_loop", "plan_loop", "Loop", "check_loop", "loop_bpm"]
 
 
 def __getattr__(name: str):

@@ -8,10 +8,11 @@ refuses anything else with a message naming what is accepted. Explicit values wi
 
 How each control reaches the music today: a BPM, or the BPM a tempo word stands for (drawn per seed from the
 corpus's range for that word), becomes the semantic stage's beat grid; a key (or a mode alone) pulls the semantic
-ids drawn towards those of that key (``engine.semantic.keys``), and reaches a semantic stage that reads a key
-stream through it; an explicit key also moves a hummed melody to it (``transpose_tokens``; a key merely named in
+ids drawn towards those of that key (``engine.semantic.keys``); an explicit key also moves a hummed melody to it (``transpose_tokens``; a key merely named in
 the prompt does not, since the hum is most often sung in it already: with a hum, only an explicit key is pulled
-towards); the lead and drums reach the stages through the prompt's words only.
+towards); a named lead pulls the coarse codes towards its family's, and "no drums" pulls them away from drums
+and moves the prompt's MuLan embedding away from them (``engine.lm.timbre``; the refusal itself is left out of the
+words the text encoder reads, ``unnegated``).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ _KEY = re.compile(r"^\s*(?:key of\s+)?([a-g])\s*(#|♯|b|♭|[\s-]?sharp|[\s-]?f
 _NOTE_IN_TEXT = re.compile(r"(?<![\w#])([A-Ga-g])(?:(#|♯|♭|[\s-]?sharp|[\s-]?flat)|(b)(?![a-z]))?"
                            r"(?:\s*(major|minor|maj|min|m)(?![a-z]))?(?![\w#♯♭])")
 _NO_DRUMS = re.compile(r"\b(no|without|minus)\s+(drums?|percussion|beat)\b|\bdrumless\b|\bsolo\s+\w+", re.I)
+_NEGATED_DRUMS = re.compile(r"\s*[,;]?\s*\b(?:with\s+)?(?:no|without|minus)\s+(?:drums?|percussion)\b|\bdrumless\s+", re.I)
 _LEAD = re.compile(r"\b(?:led by|lead(?:ing)? by|featuring|solo)\s+(?:an?\s+|the\s+)?([a-z][a-z -]+)", re.I)
 
 
@@ -159,6 +161,14 @@ def parse_prompt(text: str) -> Controls:
     drums = False if _NO_DRUMS.search(t) else None
     return Controls(tonic=tonic, mode=mode, bpm=found.get("tempo"),
                     tempo_word=word if found.get("tempo") is None else None, lead=lead, drums=drums)
+
+
+def unnegated(text: str) -> str:
+    """The prompt without the drums it refuses ("a rock song with no drums" -> "a rock song"): a text encoder
+    trained on captions, which never say what is absent, hears "drums" in "no drums". The refusal itself is a
+    control (``Controls.drums``)."""
+    out = _NEGATED_DRUMS.sub("", str(text)).strip(" ,;")
+    return out if out else str(text)
 
 
 def _signature(tonic: int, mode: str | None) -> int:

@@ -1,6 +1,8 @@
 """The command line: ``python -m engine.generate --prompt TEXT [--melody FILE] [--duration S] [--seed N]
 [--temperature T] [--top-k K] [--guidance G] [--bpm B] [--key KEY] [--drafts N] [--continue FILE]
-[--reference FILE [--reference-weight W]] --out OUT.wav``.
+[--reference FILE [--reference-weight W]] [--loop-bars N [--beats-per-bar B]] --out OUT.wav``.
+
+``--loop-bars N`` makes a seamless loop of exactly N bars (``engine.loops``) instead of a clip of ``--duration``.
 
 Bad input exits with status 2 and one line on stderr, before any model is loaded where it can be.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AudioError, load_audio, resample
+from .loops import check_loop, loop_bpm, make_loop
 from .pipeline import Cantus
 from .reference import check_reference
 from .settings import (
@@ -86,6 +89,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", help="a recording whose style to follow ('sounds like this'; the prompt may be empty)")
     ap.add_argument("--reference-weight", type=float, default=0.5,
                     help="with a reference and a prompt: the reference's share of the style, 0-1")
+    ap.add_argument("--loop-bars", type=int, default=None,
+                    help="a seamless loop of this many bars, at --bpm or the prompt's tempo (else its own, detected)")
+    ap.add_argument("--beats-per-bar", type=int, default=4, help="with --loop-bars: beats in a bar")
     ap.add_argument("--assets", default="assets")
     ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     ap.add_argument("--out", required=True)
@@ -93,6 +99,10 @@ def main(argv=None) -> int:
     try:
         settings = Settings(a.duration, a.seed, a.temperature, a.top_k, 1.0, a.guidance, a.bpm, a.drafts,
                             a.key, a.reference_weight).validate()
+        if a.loop_bars is not None:
+            check_loop(a.loop_bars, a.beats_per_bar, loop_bpm(Request([Segment(a.prompt, 10.0)], settings)))
+            if a.cont:
+                raise GenerationError("--loop-bars makes a loop from the prompt (and a hum); it does not --continue")
         req = build_request(a.prompt, settings, a.melody, a.cont, a.reference)
         model = Cantus.load(a.assets, a.backend)
         for i, seg in enumerate(req.segments):  # a bad prompt or tempo fails before the progress bar starts
@@ -106,7 +116,11 @@ def main(argv=None) -> int:
             bar.n = int(100 * f)
             bar.set_postfix_str(what)
             bar.refresh()
-        audio = model.generate(req, progress)
+        if a.loop_bars is not None:
+            loop = make_loop(model, req, a.loop_bars, a.beats_per_bar, progress)
+            audio, made = loop.audio, {"loop": loop.describe(), "bpm": loop.bpm}
+        else:
+            audio, made = model.generate(req, progress), {}
         bar.close()
     except (GenerationError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -115,7 +129,7 @@ def main(argv=None) -> int:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     sf.write(a.out, audio, SAMPLE_RATE, subtype="PCM_16")
     print(json.dumps({"out": a.out, "seconds": round(len(audio) / SAMPLE_RATE, 2), **asdict(settings),
-                      "controls": req.controls().to_json()}))
+                      "controls": req.controls().to_json(), **made}))
     return 0
 
 

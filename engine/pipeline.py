@@ -5,24 +5,22 @@ stages were trained on tokens of exactly these models. ``generate_stream`` yield
 ``chunk_seconds`` as soon as the codec's stateful decoder has them; ``generate`` returns the whole clip (the same
 codes, decoded in one batch). Both are deterministic for the same inputs, seed and backend.
 
-Long form: windows of up to 10 s (the stages' training length); each window after the first keeps the last 5 s of
-codes and semantic ids as its prompt (MusicLM keeps 15 of 30 s), so the decoder just continues: there is no join to
-smooth. A window that another follows stops TAIL_S before its end (``window_plan``). Story mode: a list of (prompt,
-seconds); each window takes the prompt in force where its new audio starts. A melody shorter than the music
-repeats. Each stage of each window draws from its own generator seeded from (seed, window, stage), so chunking and
-interleaving never change the result.
+Long form: windows of up to 10 s (the stages' training length); each after the first keeps the last 5 s of codes
+and semantic ids as its prompt (MusicLM keeps 15 of 30 s), so the decoder just continues; one that another follows
+stops TAIL_S short (``window_plan``). Story mode: each window takes the prompt in force where its new audio starts.
+A melody shorter than the music repeats. Each stage of each window draws from its own generator seeded from (seed,
+window, stage), so chunking and interleaving never change the result.
 
-Decoding: a codec whose decoder reads semantic ids (``Codec.conditioned``) gets the ids the semantic stage drew for
-every frame, so the melody they carry reaches the audio even where the acoustic codes lose it; ``code_stream`` yields
-them as a ninth row under the eight code levels.
+Decoding: a codec whose decoder reads semantic ids (``Codec.conditioned``) gets those the semantic stage drew, so
+their melody reaches the audio where the acoustic codes lose it (``code_stream``'s ninth row).
 
-Drafts: text alone from nothing (where TEXT_ONLY_DEFAULTS apply) draws ``Settings.drafts`` drafts of the window's
-semantic ids in one batch (the semantic stage at DRAFT_SEMANTIC) and keeps the one the draft ranker
-(``engine.mulan.ranker``) scores closest to the prompt; streaming starts after them.
+Drafts: text alone from nothing draws ``Settings.drafts`` drafts of the window's semantic ids in one batch (at
+DRAFT_SEMANTIC) and keeps the one the draft ranker (``engine.mulan.ranker``) scores closest to the prompt.
 
-Tempo and key: a BPM the prompt names ("at 96 bpm", or a tempo word's) or ``Settings.bpm`` becomes the semantic
-stage's beat grid from the first new frame on; a named key pulls the semantic ids drawn into it (``KEY_BIAS`` times
-its column of the tokenizer's key profile, ``engine.semantic.keys``, added to the semantic stage's logits).
+Controls: a BPM the prompt names (or a tempo word's, or ``Settings.bpm``) is the semantic stage's beat grid; a named
+key pulls the semantic ids drawn into it (``KEY_BIAS`` x its column of ``engine.semantic.keys``, added to the
+logits), a named lead or "no drums" the coarse codes (``TIMBRE_BIAS``, ``engine.lm.timbre``), and "no drums" moves
+the prompt's MuLan embedding away from drums (``NO_DRUMS_SHIFT``).
 """
 from __future__ import annotations
 
@@ -43,6 +41,7 @@ from .controls import parse_key, transpose_tokens
 from .lm.model import StageLM
 from .lm.sampler import StageSampler
 from .lm.stages import BEAT_VOCAB, beat_grid
+from .lm.timbre import load_timbre_profile
 from .melody import VOCAB as MELODY_VOCAB
 from .melody import MelodyError, melody_from_audio
 from .mulan import MuLan, PromptError
@@ -53,7 +52,9 @@ from .settings import (
     CODEC_RATE,
     KEEP_S,
     KEY_BIAS,
+    NO_DRUMS_SHIFT,
     SAMPLE_RATE,
+    TIMBRE_BIAS,
     GenerationError,
     Request,
     Segment,
@@ -95,8 +96,9 @@ class Cantus:
         self.versions = {**versions, "stages": {n: s.cfg.d_model for n, s in stages.items()},
                          "prompt_prior": mulan.prior.cfg.version if mulan.prior is not None else None,
                          "draft_ranker": ranker.cfg.version if ranker is not None else None}
-        self.text_cache: dict[str, torch.Tensor] = {}
+        self.text_cache: dict[tuple, torch.Tensor] = {}
         self.prompt_embeddings: dict[str, torch.Tensor] = {}
+        self.timbre = None  # the coarse codes' timbre profile (engine.lm.timbre), when the assets have one
         self._ctx_memo = self._ref_memo = None  # (weak reference to a continued clip / a style reference, what it gives)
         self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
 
@@ -132,6 +134,7 @@ class Cantus:
         model = cls(codec, MuLan.load(assets / "mulan"), SemanticTokenizer.load(assets / "semantic"), stages, decoder,
                     DraftRanker.load(assets / "mulan"))
         model.backend = backend
+        model.timbre = load_timbre_profile(assets / "stages", codec.cfg.version, model.mulan.cfg.version)
         # onnxruntime runs the graphs; torch only samples and embeds small tensors between them. One torch thread
         # is as fast on a quiet machine (10 s generated in 1.26 s vs 1.30 s with 2) and stays fast when another
         # process holds a core (1.3 s vs 9-10 s with 2 threads: OpenMP's barrier waits for the busy core).
@@ -146,12 +149,14 @@ class Cantus:
         return time.perf_counter() - t
 
     # ------------------------------------------------------------------------------------------ inputs
-    def text_tokens(self, prompt: str) -> torch.Tensor:
-        """prompt -> [12] MuLan tokens (raises GenerationError on an empty prompt)."""
+    def text_tokens(self, prompt: str, drums: bool | None = None) -> torch.Tensor:
+        """prompt -> [12] MuLan tokens (GenerationError on an empty prompt); ``drums`` False: away from drums."""
         try:
-            key = " ".join(prompt.split()) if isinstance(prompt, str) else prompt
+            key = (" ".join(prompt.split()) if isinstance(prompt, str) else prompt, drums is False)
             if key not in self.text_cache:
-                self.text_cache[key] = self.mulan.tokens(self.mulan.embed_prompt([prompt]))[0]
+                emb = self.mulan.embed_prompt([prompt])[0]
+                emb = emb if self.timbre is None else self.timbre.shifted(emb, drums, NO_DRUMS_SHIFT)
+                self.text_cache[key] = self.mulan.tokens(emb[None])[0]
             return self.text_cache[key]
         except PromptError as e:
             raise GenerationError(str(e)) from None
@@ -163,7 +168,7 @@ class Cantus:
             return self.mulan.tokens(req.style[None])[0]
         text = req.prompt(segment)
         if req.reference is None:
-            return self.text_tokens(text)
+            return self.text_tokens(text, req.controls(segment).drums)
         if self._ref_memo is None or self._ref_memo[0]() is not req.reference:
             emb = self.mulan.embed_audio(check_reference(req.reference), SAMPLE_RATE)
             self._ref_memo = (weakref.ref(req.reference), emb)
@@ -275,8 +280,10 @@ class Cantus:
                 cond2 = torch.cat([cond2, melody_row], 1)
             if guided:
                 cond2 = torch.cat([cond2, _uncond(self.stages["coarse"], cond2)])
-            coarse = StageSampler(self.stages["coarse"], pre, cond2, W, s.params("coarse", cool), gens[1],
-                                  ctx_codes[:4])
+            p2, named = s.params("coarse", cool), req.controls(seg_i)
+            if self.timbre is not None:  # pull the codes towards a named lead's family, away from drums refused
+                p2.bias = self.timbre.bias(named.lead, named.drums, 4, TIMBRE_BIAS)
+            coarse = StageSampler(self.stages["coarse"], pre, cond2, W, p2, gens[1], ctx_codes[:4])
             fine_cond = torch.full((1, 4, W), self.codec.cfg.codebook_size, dtype=torch.long)
             fine_cond[0, :, :n_ctx] = ctx_codes[:4]
             fine = StageSampler(self.stages["fine"], prefix[None], fine_cond, W, s.params("fine", cool), gens[2],
@@ -376,15 +383,13 @@ def _torch_threads(n: int | None):
 
 
 def _context_audio(audio: np.ndarray) -> torch.Tensor:
-    """The last KEEP_S seconds of a clip to continue, [1, T], T whole semantic frames (1,920 samples) counted back
-    from the clip's end, so the continuation starts exactly where the clip stops."""
+    """The last KEEP_S s of a clip to continue, [1, T]: whole semantic frames (1,920 samples) counted from its end."""
     a = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None, -int(KEEP_S * SAMPLE_RATE):]
     return a[:, a.shape[-1] % 1920:]
 
 
 def _uncond(stage, cond: torch.Tensor) -> torch.Tensor:
-    """The unconditional branch's aligned streams: 'absent' when the stage was trained that way (cond_dropout),
-    else the same streams (guidance then acts on the prefix alone)."""
+    """The unconditional branch's streams: 'absent' if the stage was trained so (cond_dropout), else the same ones."""
     if not stage.cfg.cond_dropout:
         return cond
     return torch.tensor(stage.cfg.cond_vocabs)[None, :, None].expand_as(cond).clone()

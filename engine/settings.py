@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .controls import ControlError, Controls, parse_key, parse_prompt
+from .controls import ControlError, Controls, parse_key, parse_prompt, unnegated
 from .lm.sampling import SamplingParams
 from .semantic.keys import key_id
 
@@ -43,6 +43,11 @@ class GenerationError(ValueError):
 
 # a named key adds this many times its column of the key profile (engine.semantic.keys) to the semantic logits
 KEY_BIAS = 2.0
+# a named lead instrument (its family) or "no drums" adds this many times its column of the coarse codes' timbre
+# profile (engine.lm.timbre) to the coarse logits
+TIMBRE_BIAS = 1.0
+# "no drums" moves the prompt's MuLan embedding by this many times the profile's no-drums direction
+NO_DRUMS_SHIFT = 1.0
 
 
 def check_bpm(bpm, what: str) -> float:
@@ -170,8 +175,9 @@ class Request:
 
     def prompt(self, segment: int) -> str:
         """The segment's prompt as the stages read it: with an explicit key its prompt does not name, the key in
-        words too (so the MuLan prefix agrees with the pull of ``key_id``)."""
-        text = self.segments[segment].prompt
+        words too (so the MuLan prefix agrees with the pull of ``key_id``); drums it refuses left out
+        (``engine.controls.unnegated``: the refusal pulls the codes instead)."""
+        text = unnegated(self.segments[segment].prompt)
         if self.settings.key and parse_prompt(text).tonic is None:
             text = f"{text.rstrip(' .')}, in {parse_key(self.settings.key).key}"
         return text

@@ -50,6 +50,20 @@ def test_text_only_generation_streams_chunks_and_lands_in_the_library(server):
     assert clip.meta["seed"] == 1 and clip.meta["prompt"] == "calm piano ballad"
 
 
+def test_a_loop_from_the_app_is_exactly_its_bars_and_says_so(server):
+    url, lib = server
+    client = gradio_client.Client(url, verbose=False)
+    final = list(client.submit(*{**_args(prompt="a techno track"), "tempo": 120, "bars": 2}.values(),
+                               api_name="/generate"))[-1]
+    audio, sr = sf.read(final[1])
+    assert len(audio) == 2 * 4 * 0.5 * sr, "2 bars of 4 beats at 120 BPM"
+    clip = lib.get(final[2].split("`")[1])
+    assert clip.meta["loop"]["bpm"] == clip.meta["analysis"]["bpm"] == 120, "the tags carry the loop's exact tempo"
+    assert "Loop: 2-bar loop at 120 BPM" in final[3]
+    with pytest.raises(Exception, match="at most 5 minutes"):
+        client.predict(*{**_args(), "tempo": 40, "bars": 64}.values(), api_name="/generate")
+
+
 def test_bad_inputs_get_readable_errors(server, tmp_path):
     url, _ = server
     client = gradio_client.Client(url, verbose=False)

@@ -62,6 +62,10 @@ CLI = [  # extra command-line arguments -> what the one stderr line must say
     (["--prompt", "x", "--melody", "{nan}"], "invalid"),
     (["--prompt", "x", "--continue", "{missing}"], "does not exist"),
     (["--prompt", "x", "--continue", "{pdf}"], "not a readable"),
+    (["--prompt", "x", "--loop-bars", "0"], "whole number of bars"),
+    (["--prompt", "x", "--loop-bars", "4", "--beats-per-bar", "40"], "beats per bar"),
+    (["--prompt", "x", "--loop-bars", "64", "--bpm", "40"], "at most 5 minutes"),
+    (["--prompt", "x", "--loop-bars", "2", "--continue", "{pdf}"], "does not --continue"),
 ]
 
 
@@ -85,6 +89,8 @@ UI = [  # the app's functions as its widgets call them -> what the UserError mus
     (lambda f: studio.story_from_rows([["calm", 0]]), "1 to 300"),
     (lambda f: studio.story_from_rows([["calm", 2]] * 40), "at most"),
     (lambda f: studio.clean_prompt("a" * 2_001), "limit"),
+    (lambda f: studio.loop_bars_from_ui(2.5), "whole number"),
+    (lambda f: studio.loop_bars_from_ui("four"), "whole number"),
     (lambda f: studio.hear(str(f["text"])), "not a readable"),
     (lambda f: studio.hear(str(f["empty"])), "empty"),
     (lambda f: studio.hear(str(f["1hz"])), "sample rate"),

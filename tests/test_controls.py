@@ -135,3 +135,71 @@ def test_a_key_profile_pulls_the_semantic_ids_into_the_named_key(tiny_assets, tm
         assert drawn <= set(allowed), (prompt, key, drawn)
     free = Request([Segment("a tune in A minor", 2.0)], Settings(duration=2.0), melody=hum)
     assert free.key_id(0) is None, "a hum sets the notes: a key only named in the prompt does not pull it"
+
+
+def test_a_timbre_profile_pulls_the_coarse_codes_towards_a_named_lead_and_away_from_drums(tiny_assets, tmp_path,
+                                                                                          monkeypatch):
+    import shutil
+
+    import engine.pipeline as G
+    from engine.lm.timbre import (
+        fit_timbre_profile,
+        load_timbre_profile,
+        no_drums_direction,
+        save_timbre_profile,
+    )
+    # cellos (strings) play without drums on codes 0-15; trumpets (brass) with drums on codes 16-31
+    codes = torch.cat([torch.randint(0, 16, (20, 2, 500)), torch.randint(16, 32, (20, 2, 500))])
+    leads = torch.tensor([42] * 20 + [56] * 20)
+    drums = torch.tensor([False] * 20 + [True] * 20)
+    # in MuLan's space, clips without drums sit along +x in each style, whatever the style's own place
+    styles = ["rock", "folk"] * 20
+    emb = torch.randn(40, 16) * 0.01 + torch.tensor([[0.0, 5.0] + [0.0] * 14, [0.0, -5.0] + [0.0] * 14] * 20)
+    emb[:20, 0] += 1.0
+    direction = no_drums_direction(emb, drums, styles)
+    assert direction[0] > 0.95 and direction[1:].abs().max() < 0.05, "the style's place cancels out"
+    profile = fit_timbre_profile(codes, leads, drums, 32, direction)
+    assert profile.families == ("brass", "strings")
+    assert profile.columns("violoncello", None) == [1] and profile.columns(None, False) == [3]
+    assert profile.columns("kazoo", None) == [] and profile.bias(None, None, 4, 1.0) is None
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_assets, assets)
+    save_timbre_profile(profile, assets / "stages", "another codec", "tiny-m")
+    assert load_timbre_profile(assets / "stages", "tiny-c", "tiny-m") is None, "a profile of other codes is not used"
+    save_timbre_profile(profile, assets / "stages", "tiny-c", "another MuLan")
+    assert load_timbre_profile(assets / "stages", "tiny-c", "tiny-m").no_drums is None, "nor another MuLan's direction"
+    save_timbre_profile(profile, assets / "stages", "tiny-c", "tiny-m")
+    model = Cantus.load(assets, backend="torch")
+    assert model.timbre.no_drums is not None
+    monkeypatch.setattr(G, "NO_DRUMS_SHIFT", 20.0)
+    refused = Request([Segment("a rock song with no drums", 2.0)])
+    assert not torch.equal(model.style_tokens(refused, 0), model.text_tokens("a rock song")), \
+        "refused drums move the prompt's MuLan tokens"
+    monkeypatch.setattr(G, "NO_DRUMS_SHIFT", 1.0)
+    monkeypatch.setattr(G, "TIMBRE_BIAS", 50.0)  # strong enough to decide every draw of the random tiny stage
+    for prompt, allowed in (("a tune led by a cello", range(0, 16)), ("a tune featuring a trumpet", range(16, 32)),
+                            ("a rock song with no drums", range(0, 16))):
+        codes = torch.cat(list(model.code_stream(Request([Segment(prompt, 2.0)], Settings(duration=2.0)))), -1)
+        assert set(codes[:2].flatten().tolist()) <= set(allowed), prompt
+    free = torch.cat(list(model.code_stream(Request([Segment("a tune", 2.0)], Settings(duration=2.0)))), -1)
+    assert free[:2].min() < 16 <= free[:2].max(), "nothing named: the stage's own choice"
+
+
+def test_the_instrument_bench_names_every_lead_family_in_words_the_parser_reads():
+    from engine.eval.instruments import prompts
+    from engine.lm.timbre import family_of
+    asked = prompts(24)  # asserts that the parser finds each prompt's lead / "no drums"
+    families = {p["family"] for p in asked if p["kind"] == "lead"}
+    assert families == {family_of(n) for n in ("cello", "piano", "flute", "oboe", "trumpet", "electric guitar",
+                                               "saw lead", "organ", "vibraphone", "banjo", "choir")}
+    assert sum(p["kind"] == "no_drums" for p in asked) == 24
+
+
+def test_drums_a_prompt_refuses_are_not_named_to_the_text_encoder():
+    from engine.controls import unnegated
+    for said, heard in (("a rock song with no drums", "a rock song"), ("a drumless hip-hop beat", "a hip-hop beat"),
+                        ("a pop song, no drums, led by a cello", "a pop song, led by a cello"),
+                        ("a techno track with drums", "a techno track with drums"), ("no drums", "no drums")):
+        assert unnegated(said) == heard
+    req = Request([Segment("a country song without drums", 10.0)])
+    assert req.prompt(0) == "a country song" and req.controls().drums is False

@@ -7,8 +7,10 @@ from the prompt and window joins of long clips, ``engine.eval.longform``), ``tex
 ``codecpair --b DIR [--a DIR] [--rows FILE]`` (``codec``'s quality measures for two codecs on the same clips, paired:
 ``engine.eval.codec_pair``), ``tempowords [--prompts N]`` (do "slow" and "fast" move the tempo:
 ``engine.eval.controls``), ``soundslike [--clips N]`` (does a reference recording set the style: ``engine.eval.style``)
-``key [--prompts N] [--b DIR]`` (do named keys come out: ``engine.eval.keys``), ``jam [--minutes M]`` (a scripted
-jam's underruns and control latency: ``engine.eval.jam``), ``codec`` and ``melody`` (``engine.eval.codec_bench``).
+``key [--prompts N] [--b DIR]`` (do named keys come out: ``engine.eval.keys``), ``instruments [--prompts N] [--b DIR]``
+(does a named lead lead, does "no drums" drop them: ``engine.eval.instruments``), ``loops [--prompts N] [--bars B]``
+(do loops repeat without a seam: ``engine.eval.loops``), ``jam [--minutes M]`` (a scripted jam's underruns and
+control latency: ``engine.eval.jam``), ``codec`` and ``melody`` (``engine.eval.codec_bench``).
 """
 from __future__ import annotations
 
@@ -97,14 +99,22 @@ def main(argv=None) -> int:
     sl.add_argument("--assets", default="assets")
     sl.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
     sl.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
-    k = sub.add_parser("key", help="does a named key come out in that key (engine.eval.keys; needs essentia)")
-    k.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
-    k.add_argument("--prompts", type=int, default=48)
-    k.add_argument("--seeds", type=int, default=2)
-    k.add_argument("--assets", default="assets")
-    k.add_argument("--b", default=None, help="a second asset folder, run on the same prompts and seeds")
-    k.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
-    k.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    for name, what in (("key", "does a named key come out in that key (engine.eval.keys; needs essentia)"),
+                       ("instruments", "does a named lead lead, 'no drums' drop them (engine.eval.instruments)")):
+        k = sub.add_parser(name, help=what)
+        k.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+        k.add_argument("--prompts", type=int, default=48 if name == "key" else 24)
+        k.add_argument("--seeds", type=int, default=2)
+        k.add_argument("--assets", default="assets")
+        k.add_argument("--b", default=None, help="a second asset folder, run on the same prompts and seeds")
+        k.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
+        k.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    lp = sub.add_parser("loops", help="do loops repeat without a seam (engine.eval.loops)")
+    lp.add_argument("--prompts", type=int, default=24)
+    lp.add_argument("--bars", type=int, default=4)
+    lp.add_argument("--assets", default="assets")
+    lp.add_argument("--rows", type=Path, default=None, help="write every loop's measures to this JSON file")
+    lp.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     j = sub.add_parser("jam", help="a scripted jam: underruns, busy share, memory, control latency (engine.eval.jam)")
     j.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     j.add_argument("--minutes", type=float, default=10.0)
@@ -152,20 +162,34 @@ def main(argv=None) -> int:
             a.rows.write_text(json.dumps(full, indent=1))
         r = {k: v for k, v in full.items() if k != "rows"}
         text = mod.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
-    elif a.what == "key":
+    elif a.what in ("key", "instruments"):
         from tqdm import tqdm
 
-        from . import keys
+        from . import instruments, keys
+        mod, per_prompt = (keys, 3) if a.what == "key" else (instruments, 2)
         if a.prompts < 1 or a.seeds < 1:
-            ap.error(f"key: --prompts and --seeds must be >= 1, got {a.prompts} and {a.seeds}")
+            ap.error(f"{a.what}: --prompts and --seeds must be >= 1, got {a.prompts} and {a.seeds}")
         sides = (a.assets,) if a.b is None else (a.assets, a.b)
-        bar = tqdm(total=3 * a.prompts * a.seeds * len(sides), desc="clips")
-        full = keys.run(a.corpus, a.prompts, a.seeds, sides, progress=lambda: bar.update(1))
+        bar = tqdm(total=per_prompt * a.prompts * a.seeds * len(sides), desc="clips")
+        full = mod.run(a.corpus, a.prompts, a.seeds, sides, progress=lambda: bar.update(1))
         bar.close()
         if a.rows:
             a.rows.write_text(json.dumps(full, indent=1))
         r = full["summary"]
-        text = keys.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+        text = mod.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+    elif a.what == "loops":
+        from tqdm import tqdm
+
+        from . import loops
+        if a.prompts < 1 or not 1 <= a.bars <= 16:
+            ap.error(f"loops: --prompts must be >= 1 and --bars 1-16, got {a.prompts} and {a.bars}")
+        bar = tqdm(total=a.prompts, desc="loops")
+        full = loops.run(a.prompts, a.bars, a.assets, progress=lambda: bar.update(1))
+        bar.close()
+        if a.rows:
+            a.rows.write_text(json.dumps(full, indent=1))
+        r = full["summary"]
+        text = loops.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
     elif a.what == "jam":
         from tqdm import tqdm
 

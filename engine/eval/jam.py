@@ -24,6 +24,7 @@ from ..jam import CHUNK_S, CONTEXT_S, LEAD_S, Jam
 from ..jam.script import parse, play, track_hums
 from ..jam.session import SWITCH_S
 from .generation import melody_match
+from .metrics import frame_changes
 
 PROMPTS = ["calm solo piano ballad", "energetic techno with a driving synth bass", "jazz trumpet over a swinging band",
            "folk tune on the fiddle", "heavy rock with distorted electric guitar", "dreamy ambient pads",
@@ -89,15 +90,9 @@ def hum_latency(audio: np.ndarray, t: float, applied: float, tokens: np.ndarray,
 def joins(audio: np.ndarray, chunk_s: float) -> dict:
     """Do the chunk joins stand out? The share of joins whose change from the frame before (log-spectrum distance,
     level step; 20 ms frames) is above the 90th percentile of every frame's: 10% is a join like any other frame."""
-    hop = RATE // 50
-    x = np.asarray(audio, dtype=np.float64)[hop // 2:]  # frames centred on the joins (a window hides its edges)
-    n = len(x) // hop
-    frames = x[: n * hop].reshape(n, hop)
-    spec = np.log(np.abs(np.fft.rfft(frames * np.hanning(hop), axis=1)) + 1e-6)
-    flux = np.sqrt(np.mean(np.diff(spec, axis=0) ** 2, axis=1))
-    level = np.abs(np.diff(20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) + 1e-9)))
+    flux, level = frame_changes(np.asarray(audio)[RATE // 100:], RATE)  # frames centred on the joins
     per = round(chunk_s * 50)
-    at = np.arange(per, n, per) - 2  # the change into the frame that holds each join
+    at = np.arange(per, len(flux) + 1, per) - 2  # the change into the frame that holds each join
     return {"joins": len(at), "spectral": round(float(np.mean(flux[at] > np.percentile(flux, 90))), 3),
             "level": round(float(np.mean(level[at] > np.percentile(level, 90))), 3)}
 

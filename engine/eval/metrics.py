@@ -2,11 +2,13 @@
 
 ``mel_distance`` is the codec metric of the project: for n_fft 512 / 1024 / 2048 (hop n_fft/4, 64 / 80 / 128 mel
 bands, power spectrogram), the mean absolute difference of log10(mel + 1e-5), averaged over the three scales.
+``frame_changes`` is what the jam and loop benches ask of a join: does it change the sound more than the music does?
 """
 from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 import torchaudio
 
@@ -53,3 +55,14 @@ def pitch_agreement(ref, rec, sr: int) -> tuple[int, int]:
     n = min(len(p_ref), len(p_rec))
     sure = c_ref[:n] > 0.9
     return int(np.sum(np.abs(p_ref[:n][sure] - p_rec[:n][sure]) < 0.5)), int(sure.sum())
+
+
+def frame_changes(audio: np.ndarray, sr: int = 24_000) -> tuple[np.ndarray, np.ndarray]:
+    """Change of each 20 ms frame from the one before: (log-spectrum distance, level step in dB)."""
+    hop = sr // 50
+    x = np.asarray(audio, dtype=np.float64)
+    n = len(x) // hop
+    frames = x[: n * hop].reshape(n, hop)
+    spec = np.log(np.abs(np.fft.rfft(frames * np.hanning(hop), axis=1)) + 1e-6)
+    level = 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) + 1e-9)
+    return np.sqrt(np.mean(np.diff(spec, axis=0) ** 2, axis=1)), np.abs(np.diff(level))

@@ -39,6 +39,8 @@ def probes() -> dict[str, dict[str, list[str]]]:
 def true_tag(tags: dict, tag: str) -> str:
     if tag == "family":
         return INSTRUMENTS[tags["programs"]["lead"]].family
+    if tag == "drums":
+        return "none" if tags["programs"].get("drums") is None else "drums"
     return tags[tag]
 
 

@@ -27,18 +27,23 @@ def key_id(tonic: int | None, mode: str) -> int:
     return 24 + minor if tonic is None else int(tonic) % 12 + 12 * minor
 
 
+def pmi(counts: torch.Tensor) -> torch.Tensor:
+    """counts [V, C] of each token under each label -> ``log P(label | token) - log P(label)``, add-one smoothed and
+    clipped to +-CLIP; a label never seen gets the floor (nothing in the data says which tokens are its)."""
+    counts = counts.double()
+    p_label = counts.sum(0) / counts.sum()
+    p_label_token = (counts + 1) / (counts.sum(1, keepdim=True) + counts.shape[1])
+    out = (p_label_token.log() - p_label.log()).clamp(-CLIP, CLIP)
+    return out.masked_fill(p_label[None] == 0, -CLIP).float()
+
+
 def fit_key_profile(ids: torch.Tensor, keys: torch.Tensor, vocab: int) -> torch.Tensor:
     """ids [N, T] semantic ids of N clips, keys [N] their key ids (tonic + 12 * minor) -> PMI table [vocab, 26]."""
     counts = torch.zeros(vocab, 24, dtype=torch.float64)
     for row, k in zip(ids.long(), keys.long()):
         counts[:, int(k)] += torch.bincount(row, minlength=vocab)[:vocab].double()
     modes = torch.stack([counts[:, :12].sum(1), counts[:, 12:].sum(1)], 1)
-    out = []
-    for c in (counts, modes):
-        p_key = c.sum(0) / c.sum()
-        p_key_id = (c + 1) / (c.sum(1, keepdim=True) + c.shape[1])
-        out.append((p_key_id.log() - p_key.log()).clamp(-CLIP, CLIP))
-    return torch.cat(out, 1).float()
+    return torch.cat([pmi(counts), pmi(modes)], 1)
 
 
 def save_key_profile(table: torch.Tensor, directory: str | Path, version: str) -> Path:

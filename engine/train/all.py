@@ -9,7 +9,8 @@ shipped):
 3. MuLan's towers and token RVQ, then the semantic tokenizer on MuLan's cached features;
 4. MuLan's text projection again (short prompts), its audio tower again reading the semantic encoder's frames
    (text side frozen, so the text tokens stay), the prompt prior;
-5. the tokenised corpus and its semantic ids' key profile (engine.semantic.keys), then the draft ranker on its ids;
+5. the tokenised corpus, its semantic ids' key profile (engine.semantic.keys) and its coarse codes' timbre profile
+   (engine.lm.timbre), then the draft ranker on its ids;
 6. the codec's iSTFT decoder on the frozen codes (reading the semantic ids, pitch and phase losses), a distilled
    faster encoder, and that encoder tuned through the frozen quantizer and decoder;
 7. the semantic, coarse (reading the melody too) and fine (narrower) stages;
@@ -105,6 +106,8 @@ def recipe(a: argparse.Namespace) -> list[tuple[str, callable]]:
             raise SystemExit("tokenising the corpus failed")
         if semantic.main(["--key-profile", str(tokens), "--assets", str(assets / "semantic")]) != 0:
             raise SystemExit("fitting the semantic ids' key profile failed")
+        if stage.main(["coarse", "--timbre-profile", str(tokens), "--assets", str(assets)]) != 0:
+            raise SystemExit("fitting the coarse codes' timbre profile failed")
 
     def stages(name: str):
         def run() -> None:

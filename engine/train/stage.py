@@ -14,6 +14,9 @@ conditioning stream the old stage did not have (the semantic stage's beat grid, 
 may add blocks (identity at the start) and ``--prefix-rank`` factorise the MuLan prefix tables (``init_from``):
 the trained tables are nearly low-rank (at rank 64 the coarse stage's validation loss moves by 0.0006).
 
+``coarse --timbre-profile TOKENS...`` fits the coarse codes' timbre profile (``engine.lm.timbre``) into
+``ASSETS/stages`` instead of training.
+
 ``--self-feed S``: a share S of each batch's input tokens are the model's own draws (``engine.lm.stages.self_feed``,
 parallel scheduled sampling), so the stage learns to continue from its own mistakes as it must at generation; one
 extra forward pass without gradients per step. The validation loss stays teacher-forced on real tokens only.
@@ -31,6 +34,8 @@ import torch
 
 from ..lm.model import StageLM, masked_loss
 from ..lm.stages import FRAME_RATE, LATE_MAX, default_config, make_batch, self_feed
+from ..lm.timbre import LEVELS, fit_timbre_profile, no_drums_direction, save_timbre_profile
+from ..mulan import MuLan
 from ..mulan.model import MuLanConfig
 from .loop import add_run_args, fit, metrics_of, save_best, ship, start
 from .tokenize import load
@@ -156,6 +161,39 @@ def candidate(name: str, out: Path, assets: Path, dest: Path) -> Path:
     return dest
 
 
+def timbre_profile(folders: list[Path], assets: Path) -> int:
+    """Fit ``engine.lm.timbre`` on the train clips' coarse codes, leads and drums; written beside the stages."""
+    versions = shipped_versions(assets)
+    mulan = MuLan.load(assets / "mulan")
+    codes, leads, drums, emb, styles = [], [], [], [], []
+    for d in folders:
+        cod, mel = d / f"codec-train-{versions['codec']}.pt", d / "melody-train.pt"
+        mul = d / f"mulan-train-{mulan.cfg.token_key}.pt"
+        if not cod.exists() or not mel.exists() or not mul.exists():
+            raise SystemExit(f"--timbre-profile: {d} lacks train tokens of the shipped codec or MuLan "
+                             "(python -m engine.train.tokenize)")
+        c, m, u = (torch.load(f, weights_only=False) for f in (cod, mel, mul))
+        if not c["ids"] == m["ids"] == u["ids"] or "style" not in m:
+            raise SystemExit(f"--timbre-profile: the token files in {d} disagree on the clips, or lack the leads: "
+                             "re-tokenise (python -m engine.train.tokenize --only melody)")
+        codes.append(c["codes"][:, :LEVELS])
+        leads.append(m["lead"])
+        drums.append(m["drums"])
+        emb.append(mulan.detokenize(u["audio"].long()))  # the clips' audio embeddings, as their 12 tokens keep them
+        styles += m["style"]
+    size = json.loads((assets / "codec" / "codec.json").read_text())["codebook_size"]
+    try:
+        with torch.no_grad():
+            direction = no_drums_direction(torch.cat(emb), torch.cat(drums), styles)
+    except ValueError as e:  # a corpus too small to say; the codes' columns still pull
+        print(f"timbre profile without a no-drums direction: {e}", file=sys.stderr)
+        direction = None
+    profile = fit_timbre_profile(torch.cat(codes), torch.cat(leads), torch.cat(drums), size, direction)
+    path = save_timbre_profile(profile, assets / "stages", versions["codec"], versions["mulan"])
+    print(f"timbre profile of {sum(len(x) for x in leads)} clips, families {', '.join(profile.families)} -> {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m engine.train.stage", description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=["semantic", "coarse", "fine"])
@@ -178,7 +216,13 @@ def main(argv=None) -> int:
     ap.add_argument("--ship", action="store_true")
     ap.add_argument("--candidate", type=Path, default=None,
                     help="write the assets with OUT/best as this stage to this folder, for bench compare --b")
+    ap.add_argument("--timbre-profile", type=Path, nargs="+", default=None, metavar="TOKENS",
+                    help="coarse: fit the codes' timbre profile on these token folders' train clips, into ASSETS/stages")
     a = ap.parse_args(argv)
+    if a.timbre_profile:
+        if a.stage != "coarse":
+            ap.error("--timbre-profile profiles the coarse stage's codes")
+        return timbre_profile(a.timbre_profile, a.assets)
     if a.melody and a.stage != "coarse":
         ap.error("--melody is for the coarse stage (the semantic stage always reads the melody)")
     if not 0 <= a.self_feed < 1:

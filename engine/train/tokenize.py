@@ -7,7 +7,8 @@ re-tokenises only the codec codes:
 - ``mulan-<split>-<token key>.pt``: audio tokens [N, 12] and the text tokens of every caption [N, C, 12];
 - ``melody-<split>.pt``: [N, 250] melody tokens of the score's melody (``tokens_from_midi`` of the 25 Hz track)
   and each clip's tempo in BPM (the beat grid the semantic stage is conditioned on) and key (``key_id``: what the
-  semantic ids' key profile is fitted on);
+  semantic ids' key profile is fitted on), lead program, style and whether drums play (what the timbre profile
+  is fitted on);
   with ``--track-voice``, also the tokens ``engine.melody`` tracks from the clip's voice-like rendition (hum /
   whistle / song): the function the app runs on a user's hum. Tracking costs ~8 s per 10 s clip on 2 busy cores
   (PESTO's convolutions, two passes), ~8 h for the corpus, so training uses the score tokens with the tracker's
@@ -100,7 +101,7 @@ def melody_tokens(data: str, split: str, out: Path, track_voice: int = 0) -> Pat
     path = out / f"melody-{split}.pt"
     ds = CorpusDataset(data, split, load_voice=True)
     old = _cache(path)
-    if old is not None and old["ids"] == ds.ids and "key" in old and old.get("n_tracked", 0) >= track_voice >= 0:
+    if old is not None and old["ids"] == ds.ids and "style" in old and old.get("n_tracked", 0) >= track_voice >= 0:
         return path
     truth = np.zeros((len(ds), N_FRAMES), dtype=np.int16)
     for i, r in enumerate(ds.records):
@@ -122,7 +123,10 @@ def melody_tokens(data: str, split: str, out: Path, track_voice: int = 0) -> Pat
             failed += 1
     tempo = torch.tensor([float(r["tags"]["tempo"]) for r in ds.records])
     key = torch.tensor([key_id(r["tags"]["tonic"], r["tags"]["mode"]) for r in ds.records])
+    lead = torch.tensor([int(r["tags"]["programs"]["lead"]) for r in ds.records])
+    drums = torch.tensor([bool(r["tags"]["programs"].get("drums") is not None) for r in ds.records])
     _save({"ids": [r["id"] for r in ds.records], "tokens": torch.from_numpy(truth), "tempo": tempo, "key": key,
+           "lead": lead, "drums": drums, "style": [r["tags"]["style"] for r in ds.records],
            "n_tracked": n, "tracked": torch.from_numpy(tracked), "failed": failed}, path)
     return path
 
