@@ -44,3 +44,29 @@ def test_the_generation_bench_runs_end_to_end_on_tiny_models(tiny_corpus, tiny_a
     assert abs(r["mcc_ratio"] - r["mcc_generated"] / r["mcc_real"]) < 1e-9
     assert 0.0 <= r["melody_hit"] <= 1.0 and r["onnx_speedup"] > 0 and r["peak_rss_mb"] > 0
     assert "| MuLan cycle consistency, generated / real (2 test prompts) |" in markdown(r, "x86_64", "2026-11-29")
+
+
+def test_the_fine_stage_pair_sees_nothing_between_equals_and_a_change_between_others(tiny_corpus, tiny_assets,
+                                                                                      tmp_path):
+    from engine.train import tokenize
+    tokens = tmp_path / "tokens"
+    assert tokenize.main(["--data", str(tiny_corpus), "--out", str(tokens), "--features", str(tmp_path / "feats"),
+                          "--codec", str(tiny_assets / "codec"), "--mulan", str(tiny_assets / "mulan"),
+                          "--semantic", str(tiny_assets / "semantic"), "--only", "codec", "semantic", "mulan",
+                          "--splits", "valid"]) == 0
+    rows = tmp_path / "rows.json"
+    args = ["finepair", "--tokens", str(tokens), "--corpus", str(tiny_corpus), "--clips", "2", "--a", str(tiny_assets),
+            "--rows", str(rows)]
+    assert main(args + ["--b", str(tiny_assets)]) == 0
+    same = json.loads(rows.read_text())["summary"]
+    assert same["diff"] == 0.0 and same["b_better"] == 0.0, "the same stage, the same draws"
+    other = tmp_path / "other"
+    shutil.copytree(tiny_assets, other)
+    fine = StageLM.load(other / "stages", "fine")
+    with torch.no_grad():
+        for tab in fine.tok:
+            tab.weight.mul_(-3.0)
+    fine.save(other / "stages")
+    assert main(args + ["--b", str(other)]) == 0
+    changed = json.loads(rows.read_text())["summary"]
+    assert changed["a"] == same["a"] and changed["b"] != same["b"], "another fine stage renders the clips otherwise"

@@ -9,7 +9,8 @@ from the prompt and window joins of long clips, ``engine.eval.longform``), ``tex
 ``engine.eval.controls``), ``soundslike [--clips N]`` (does a reference recording set the style: ``engine.eval.style``)
 ``key [--prompts N] [--b DIR]`` (do named keys come out: ``engine.eval.keys``), ``instruments [--prompts N] [--b DIR]``
 (does a named lead lead, does "no drums" drop them: ``engine.eval.instruments``), ``loops [--prompts N] [--bars B]``
-(do loops repeat without a seam: ``engine.eval.loops``), ``jam [--minutes M]`` (a scripted jam's underruns and
+(do loops repeat without a seam: ``engine.eval.loops``), ``finepair --b DIR`` (a candidate fine stage on real
+coarse codes: ``engine.eval.finepair``), ``jam [--minutes M]`` (a scripted jam's underruns and
 control latency: ``engine.eval.jam``), ``codec`` and ``melody`` (``engine.eval.codec_bench``).
 """
 from __future__ import annotations
@@ -109,6 +110,14 @@ def main(argv=None) -> int:
         k.add_argument("--b", default=None, help="a second asset folder, run on the same prompts and seeds")
         k.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
         k.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    fp = sub.add_parser("finepair", help="a candidate fine stage on real coarse codes, paired (engine.eval.finepair)")
+    fp.add_argument("--tokens", type=Path, default=Path("runs/tokens"))
+    fp.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    fp.add_argument("--clips", type=int, default=48)
+    fp.add_argument("--a", type=Path, default=Path("assets"))
+    fp.add_argument("--b", type=Path, required=True, help="the candidate assets (engine.train.stage fine --candidate)")
+    fp.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
+    fp.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     lp = sub.add_parser("loops", help="do loops repeat without a seam (engine.eval.loops)")
     lp.add_argument("--prompts", type=int, default=24)
     lp.add_argument("--bars", type=int, default=4)
@@ -177,6 +186,19 @@ def main(argv=None) -> int:
             a.rows.write_text(json.dumps(full, indent=1))
         r = full["summary"]
         text = mod.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+    elif a.what == "finepair":
+        from tqdm import tqdm
+
+        from . import finepair
+        if a.clips < 2:
+            ap.error(f"finepair: --clips must be >= 2, got {a.clips}")
+        bar = tqdm(total=a.clips, desc="clips")
+        full = finepair.run(a.tokens, a.corpus, a.a, a.b, a.clips, progress=lambda: bar.update(1))
+        bar.close()
+        if a.rows:
+            a.rows.write_text(json.dumps(full, indent=1))
+        r = full["summary"]
+        text = finepair.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
     elif a.what == "loops":
         from tqdm import tqdm
 
