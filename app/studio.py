@@ -242,12 +242,14 @@ class Studio:
         audio = np.concatenate(parts)
         if req.continuation is not None:  # "extend": the saved clip is the original followed by the new part
             audio = np.concatenate([req.continuation.astype(np.float32), audio])
-        analysis = analyse(audio)
-        if plan is not None:  # the loop's tempo is exact: the one its bars were cut at
+        if plan is not None:
             loop = plan.finish(audio)
-            audio, analysis = loop.audio, {**analyse(loop.audio), "bpm": loop.bpm}
+            audio = loop.audio
             meta = {**meta, "loop": {"bars": loop.bars, "beats_per_bar": loop.beats_per_bar, "bpm": loop.bpm,
                                      "tempo_from": loop.tempo_from, "about": loop.describe()}}
+        analysis = analyse(audio)
+        if plan is not None:  # the loop's tempo is exact: the one its bars were cut at
+            analysis["bpm"] = loop.bpm
         meta = {**meta, "generation_seconds": round(time.time() - t0, 2), "analysis": analysis}
         yield "clip", self.library.save(audio, meta)
 

@@ -142,8 +142,7 @@ class Cantus:
         return model
 
     def warm_up(self) -> float:
-        """Loads MiniLM (about 3 s on first use) and runs every graph once with a 1 s generation, so a server's first
-        user does not wait for it; returns the seconds it took."""
+        """Loads MiniLM (~3 s) and runs every graph once (1 s generated) so a first user does not wait; -> seconds."""
         t = time.perf_counter()
         self.generate(Request([Segment("warm up", 1.0)], Settings(duration=1.0)))
         return time.perf_counter() - t
@@ -216,6 +215,8 @@ class Cantus:
         prompts = [self.style_tokens(req, i) for i in range(len(req.segments))]
         bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt, int(s.seed)) for seg in req.segments]
         keys = [req.key_id(i) for i in range(len(req.segments))]
+        timbre = [None if self.timbre is None else self.timbre.bias(c.lead, c.drums, 4, TIMBRE_BIAS)
+                  for c in map(req.controls, range(len(req.segments)))]  # a named lead's / no drums' pull
         null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)
         total = clip_frames(min(s.duration, bounds[-1])) + extra_frames
         total += total % 2  # even: two codec frames per semantic id
@@ -280,9 +281,8 @@ class Cantus:
                 cond2 = torch.cat([cond2, melody_row], 1)
             if guided:
                 cond2 = torch.cat([cond2, _uncond(self.stages["coarse"], cond2)])
-            p2, named = s.params("coarse", cool), req.controls(seg_i)
-            if self.timbre is not None:  # pull the codes towards a named lead's family, away from drums refused
-                p2.bias = self.timbre.bias(named.lead, named.drums, 4, TIMBRE_BIAS)
+            p2 = s.params("coarse", cool)
+            p2.bias = timbre[seg_i]
             coarse = StageSampler(self.stages["coarse"], pre, cond2, W, p2, gens[1], ctx_codes[:4])
             fine_cond = torch.full((1, 4, W), self.codec.cfg.codebook_size, dtype=torch.long)
             fine_cond[0, :, :n_ctx] = ctx_codes[:4]

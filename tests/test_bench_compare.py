@@ -11,6 +11,18 @@ from engine.eval.bench import main
 from engine.lm.model import StageLM
 
 
+def _changed(assets, tmp_path, stage: str):
+    """A copy of ``assets`` whose ``stage`` reads its input tokens otherwise (token tables x -3)."""
+    other = tmp_path / f"other-{stage}"
+    shutil.copytree(assets, other)
+    model = StageLM.load(other / "stages", stage)
+    with torch.no_grad():
+        for tab in model.tok:
+            tab.weight.mul_(-3.0)
+    model.save(other / "stages")
+    return other
+
+
 def test_a_folder_compared_with_itself_differs_by_nothing_and_a_changed_stage_shows(tiny_corpus, tiny_assets, tmp_path):
     rows, md = tmp_path / "rows.json", tmp_path / "bench.md"
     args = ["compare", "--corpus", str(tiny_corpus), "--clips", "2", "--seconds", "3", "--a", str(tiny_assets)]
@@ -23,13 +35,7 @@ def test_a_folder_compared_with_itself_differs_by_nothing_and_a_changed_stage_sh
     table = md.read_text()
     assert "| MuLan cycle consistency (ratio to the real clips) |" in table and "| b - a, paired |" in table
 
-    other = tmp_path / "other"
-    shutil.copytree(tiny_assets, other)
-    coarse = StageLM.load(other / "stages", "coarse")
-    with torch.no_grad():
-        for tab in coarse.tok:
-            tab.weight.mul_(-3.0)
-    coarse.save(other / "stages")
+    other = _changed(tiny_assets, tmp_path, "coarse")
     assert main(args + ["--b", str(other), "--rows", str(rows)]) == 0
     changed = json.loads(rows.read_text())
     assert [r["mcc_a"] for r in changed["rows"]] == [r["mcc_a"] for r in same["rows"]], "a is judged the same way"
@@ -60,13 +66,6 @@ def test_the_fine_stage_pair_sees_nothing_between_equals_and_a_change_between_ot
     assert main(args + ["--b", str(tiny_assets)]) == 0
     same = json.loads(rows.read_text())["summary"]
     assert same["diff"] == 0.0 and same["b_better"] == 0.0, "the same stage, the same draws"
-    other = tmp_path / "other"
-    shutil.copytree(tiny_assets, other)
-    fine = StageLM.load(other / "stages", "fine")
-    with torch.no_grad():
-        for tab in fine.tok:
-            tab.weight.mul_(-3.0)
-    fine.save(other / "stages")
-    assert main(args + ["--b", str(other)]) == 0
+    assert main(args + ["--b", str(_changed(tiny_assets, tmp_path, "fine"))]) == 0
     changed = json.loads(rows.read_text())["summary"]
     assert changed["a"] == same["a"] and changed["b"] != same["b"], "another fine stage renders the clips otherwise"

@@ -25,12 +25,27 @@ from pathlib import Path
 import torch
 
 
+def _machine() -> str:
+    return f"{platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def _outputs(p: argparse.ArgumentParser, what: str = "clip") -> None:
+    p.add_argument("--rows", type=Path, default=None, help=f"write every {what}'s measures to this JSON file")
+    p.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+
+
+def _report(full: dict, markdown_fn, a: argparse.Namespace, summary: dict | None = None) -> tuple[dict, str]:
+    """A bench's full result -> (the summary printed, its markdown table); the result goes to ``--rows``."""
+    if a.rows:
+        a.rows.write_text(json.dumps(full, indent=1))
+    return (full["summary"] if summary is None else summary), markdown_fn(full, _machine(), str(date.today()))
+
+
 def _paired_report(full: dict, markdown_fn, a: argparse.Namespace) -> tuple[dict, str]:
     """A paired A/B run (``compare``, ``codecpair``) -> (summary, markdown table); its rows go to ``--rows``."""
     if a.rows:
         a.rows.write_text(json.dumps(full, indent=1))
-    return full["summary"], markdown_fn(full, a.a, a.b, f"{platform.machine()}, {torch.get_num_threads()} threads",
-                                        str(date.today()))
+    return full["summary"], markdown_fn(full, a.a, a.b, _machine(), str(date.today()))
 
 
 def main(argv=None) -> int:
@@ -53,8 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--a", default="assets", help="the reference asset folder (its MuLan judges both)")
     p.add_argument("--b", required=True, help="the candidate asset folder")
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
-    p.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    _outputs(p)
     lf = sub.add_parser("longform")
     lf.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     lf.add_argument("--clips", type=int, default=24)
@@ -62,8 +76,7 @@ def main(argv=None) -> int:
     lf.add_argument("--seconds", type=float, default=60.0)
     lf.add_argument("--hums", action="store_true", help="also generate each prompt with its clip's tracked hum and "
                     "measure how well each 10 s part follows it")
-    lf.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
-    lf.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    _outputs(lf)
     t = sub.add_parser("textonly", help="text-only prompt adherence (MCC ratio, tagger, named tempo), paired")
     t.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     t.add_argument("--prompts", type=int, default=192)
@@ -86,20 +99,17 @@ def main(argv=None) -> int:
     cp.add_argument("--b", type=Path, required=True, help="the candidate codec")
     cp.add_argument("--semantic", type=Path, default=Path("assets/semantic"),
                     help="the semantic tokenizer a decoder reads (if it reads one)")
-    cp.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
-    cp.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    _outputs(cp)
     tw = sub.add_parser("tempowords", help="do slow / fast words move the tempo (engine.eval.controls)")
     tw.add_argument("--prompts", type=int, default=24)
     tw.add_argument("--assets", default="assets")
     tw.add_argument("--seconds", type=float, default=10.0)
-    tw.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
-    tw.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    _outputs(tw)
     sl = sub.add_parser("soundslike", help="does a 'sounds like' reference set the style (engine.eval.style)")
     sl.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     sl.add_argument("--clips", type=int, default=48)
     sl.add_argument("--assets", default="assets")
-    sl.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
-    sl.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    _outputs(sl)
     for name, what in (("key", "does a named key come out in that key (engine.eval.keys; needs essentia)"),
                        ("instruments", "does a named lead lead, 'no drums' drop them (engine.eval.instruments)")):
         k = sub.add_parser(name, help=what)
@@ -108,22 +118,19 @@ def main(argv=None) -> int:
         k.add_argument("--seeds", type=int, default=2)
         k.add_argument("--assets", default="assets")
         k.add_argument("--b", default=None, help="a second asset folder, run on the same prompts and seeds")
-        k.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
-        k.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+        _outputs(k)
     fp = sub.add_parser("finepair", help="a candidate fine stage on real coarse codes, paired (engine.eval.finepair)")
     fp.add_argument("--tokens", type=Path, default=Path("runs/tokens"))
     fp.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     fp.add_argument("--clips", type=int, default=48)
     fp.add_argument("--a", type=Path, default=Path("assets"))
     fp.add_argument("--b", type=Path, required=True, help="the candidate assets (engine.train.stage fine --candidate)")
-    fp.add_argument("--rows", type=Path, default=None, help="write every clip's measures to this JSON file")
-    fp.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    _outputs(fp)
     lp = sub.add_parser("loops", help="do loops repeat without a seam (engine.eval.loops)")
     lp.add_argument("--prompts", type=int, default=24)
     lp.add_argument("--bars", type=int, default=4)
     lp.add_argument("--assets", default="assets")
-    lp.add_argument("--rows", type=Path, default=None, help="write every loop's measures to this JSON file")
-    lp.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    _outputs(lp, "loop")
     j = sub.add_parser("jam", help="a scripted jam: underruns, busy share, memory, control latency (engine.eval.jam)")
     j.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     j.add_argument("--minutes", type=float, default=10.0)
@@ -167,10 +174,7 @@ def main(argv=None) -> int:
         else:
             mod, full = style, style.run(a.corpus, n, a.assets, progress=lambda *_: bar.update(1))
         bar.close()
-        if a.rows:
-            a.rows.write_text(json.dumps(full, indent=1))
-        r = {k: v for k, v in full.items() if k != "rows"}
-        text = mod.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+        r, text = _report(full, mod.markdown, a, {k: v for k, v in full.items() if k != "rows"})
     elif a.what in ("key", "instruments"):
         from tqdm import tqdm
 
@@ -182,10 +186,7 @@ def main(argv=None) -> int:
         bar = tqdm(total=per_prompt * a.prompts * a.seeds * len(sides), desc="clips")
         full = mod.run(a.corpus, a.prompts, a.seeds, sides, progress=lambda: bar.update(1))
         bar.close()
-        if a.rows:
-            a.rows.write_text(json.dumps(full, indent=1))
-        r = full["summary"]
-        text = mod.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+        r, text = _report(full, mod.markdown, a)
     elif a.what == "finepair":
         from tqdm import tqdm
 
@@ -195,10 +196,7 @@ def main(argv=None) -> int:
         bar = tqdm(total=a.clips, desc="clips")
         full = finepair.run(a.tokens, a.corpus, a.a, a.b, a.clips, progress=lambda: bar.update(1))
         bar.close()
-        if a.rows:
-            a.rows.write_text(json.dumps(full, indent=1))
-        r = full["summary"]
-        text = finepair.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+        r, text = _report(full, finepair.markdown, a)
     elif a.what == "loops":
         from tqdm import tqdm
 
@@ -208,10 +206,7 @@ def main(argv=None) -> int:
         bar = tqdm(total=a.prompts, desc="loops")
         full = loops.run(a.prompts, a.bars, a.assets, progress=lambda: bar.update(1))
         bar.close()
-        if a.rows:
-            a.rows.write_text(json.dumps(full, indent=1))
-        r = full["summary"]
-        text = loops.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+        r, text = _report(full, loops.markdown, a)
     elif a.what == "jam":
         from tqdm import tqdm
 
@@ -235,7 +230,7 @@ def main(argv=None) -> int:
         r = full["report"]
         if a.rows:
             a.rows.write_text(json.dumps(r, indent=1))
-        text = jam.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+        text = jam.markdown(r, _machine(), str(date.today()))
     elif a.what == "melody":
         from .codec_bench import bench_melody, markdown_melody
         r = bench_melody(a.corpus, a.clips)
@@ -270,7 +265,7 @@ def main(argv=None) -> int:
             r = textonly.summary(rows, base)
         except ValueError as e:
             ap.error(f"textonly: {e}")
-        text = textonly.markdown(r, what, f"{platform.machine()}, {torch.get_num_threads()} threads",
+        text = textonly.markdown(r, what, _machine(),
                                  str(date.today()))
     elif a.what == "longform":
         from tqdm import tqdm
@@ -284,14 +279,11 @@ def main(argv=None) -> int:
         full = longform.bench_longform(a.corpus, a.clips, a.assets, a.seconds, progress=lambda n, total: bar.update(1),
                                       hums=a.hums)
         bar.close()
-        if a.rows:
-            a.rows.write_text(json.dumps(full, indent=1))
-        r = {k: v for k, v in full.items() if k != "rows"}
-        text = longform.markdown(full, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+        r, text = _report(full, longform.markdown, a, {k: v for k, v in full.items() if k != "rows"})
     elif a.what == "generate":
         from . import generation
         r = generation.bench_generation(a.corpus, a.clips, a.assets)
-        text = generation.markdown(r, f"{platform.machine()}, {torch.get_num_threads()} threads", str(date.today()))
+        text = generation.markdown(r, _machine(), str(date.today()))
     else:
         from .codec_bench import bench_codec, markdown
         r = bench_codec(a.corpus, a.clips, a.model, a.onnx)
