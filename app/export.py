@@ -6,6 +6,9 @@ ffmpeg (Debian package ``ffmpeg``), with ID3 title and comment. The comment hold
 found later still says how to reproduce it. The clip's analysed tempo and key (``meta["analysis"]``) are then added
 with mutagen: ID3 TBPM and TKEY (in an ``id3 `` chunk of the WAV, and in the MP3), Vorbis BPM and INITIALKEY in
 the FLAC. TKEY is written as ID3 spells keys ("Am", "F#", "Dbm").
+
+MIDI (``export_midi``): the clip transcribed (``engine.clip_midi``: melody, all notes, and the hum's notes when it
+was hummed), at the loop's exact tempo, else the detected one, in the key it was asked for, else the detected one.
 """
 from __future__ import annotations
 
@@ -64,6 +67,22 @@ def export(audio: np.ndarray, sr: int, meta: dict, fmt: str, out_dir: str | Path
         raise ExportError(f"ffmpeg could not write the MP3: {r.stderr.strip()[:300]}")
     _tempo_and_key(path, fmt, meta.get("analysis") or {})
     return path
+
+
+def export_midi(audio: np.ndarray, meta: dict, out_dir: str | Path, assets: str | Path = "assets") -> Path:
+    """The clip as a .mid file beside its audio downloads (ExportError when the transcriber is not installed)."""
+    from engine import clip_midi
+
+    analysis, loop = meta.get("analysis") or {}, meta.get("loop") or {}
+    bpm = loop.get("bpm") or analysis.get("bpm") or 120.0
+    key = (meta.get("controls") or {}).get("key") or analysis.get("key")
+    title, _ = describe(meta)
+    stem = "".join(ch if ch.isalnum() or ch in "-_ " else "_" for ch in title)[:60].strip() or "cantus"
+    try:
+        return clip_midi(Path(out_dir) / f"{stem}-{meta.get('id', 'clip')}.mid", audio, min(max(bpm, 20), 400), key,
+                         meta.get("hum_notes"), assets)
+    except FileNotFoundError as e:
+        raise ExportError(f"MIDI export needs the transcriber's weights: {e}") from None
 
 
 def id3_key(key: str) -> str:

@@ -75,6 +75,9 @@ META_FIELDS = {
     "reference_file": (lambda v: v is None or (isinstance(v, str) and len(v) <= 255), "a file name"),
     "melody_tokens": (lambda v: v is None or (isinstance(v, list) and len(v) <= 30_000 and all(
         isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 13 for t in v)), "melody tokens (0-12)"),
+    "hum_notes": (lambda v: v is None or (isinstance(v, list) and len(v) <= 5_000 and all(
+        isinstance(n, list) and len(n) == 3 and isinstance(n[0], int) and 0 <= n[0] <= 127 and _is_num(n[1])
+        and _is_num(n[2]) for n in v)), "the hum's notes (pitch, start, end)"),
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 63, "a whole number"),
     "settings": (lambda v: isinstance(v, dict) and len(v) <= 32 and all(
         isinstance(k, str) and (v[k] is None or isinstance(v[k], (bool, str)) or _is_num(v[k])) for k in v)

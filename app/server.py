@@ -44,7 +44,7 @@ def make_app(assets: str | Path = "assets", library: str | Path = DEFAULT_LIBRAR
         except MelodyError:
             pass
     lib = ClipLibrary(library)
-    demo = build(Studio(engine, lib), read_only=read_only)
+    demo = build(Studio(engine, lib, assets), read_only=read_only)
     demo.queue(max_size=16, default_concurrency_limit=2)
     return demo, lib
 

@@ -72,6 +72,11 @@ class Heard:
                 cur, start = t, i
         return out
 
+    def note_list(self, shift: int = 0) -> list[list]:
+        """The hum's notes as [pitch, start s, end s], moved ``shift`` semitones (what its MIDI track holds)."""
+        from engine import hum_notes
+        return [[n.pitch, round(n.start, 3), round(n.end, 3)] for n in hum_notes(self.midi, shift=shift)]
+
     def summary(self) -> str:
         notes = self.notes()
         voiced = float(np.mean(self.tokens > 0))
@@ -179,8 +184,8 @@ def story_from_rows(rows) -> list[Segment]:
 
 
 class Studio:
-    def __init__(self, engine: Cantus, library: ClipLibrary):
-        self.engine, self.library = engine, library
+    def __init__(self, engine: Cantus, library: ClipLibrary, assets: str | Path = "assets"):
+        self.engine, self.library, self.assets = engine, library, assets  # assets: also the MIDI transcriber's
 
     def request(self, prompt: str, story: list[Segment], heard: Heard | None, settings: Settings,
                 continue_clip: str | None = None, reference: str | None = None,
@@ -209,13 +214,16 @@ class Studio:
                 check_loop(int(loop_bars), 4, loop_bpm(req))
         except GenerationError as e:
             raise UserError(str(e)) from None
+        c = req.controls()
         meta = {"prompt": segments[0].prompt if len(segments) == 1 else " → ".join(s.prompt for s in segments),
                 "story": [asdict(s) for s in segments] if len(segments) > 1 else None,
                 "melody_file": clean_text(Path(heard.path).name, 255) if heard else None,
                 "melody_tokens": heard.tokens.tolist() if heard else None,
+                "hum_notes": heard.note_list(transpose_tokens(heard.tokens, c.tonic, c.mode or "major")[1]
+                                             if settings.key else 0) if heard else None,
                 "reference_file": clean_text(Path(reference).name, 255) if reference else None,
                 "seed": settings.seed, "settings": asdict(settings), "continues": continue_clip,
-                "controls": req.controls().to_json(), "versions": self.engine.versions,
+                "controls": c.to_json(), "versions": self.engine.versions,
                 "loop": {"bars": int(loop_bars)} if loop_bars else None}
         try:
             check_meta(meta)  # what the library will refuse after the music is made is refused now

@@ -22,7 +22,7 @@ import pandas as pd
 from engine import DRAFTS, KEYS, SAMPLE_RATE, Cancelled
 
 from . import studio
-from .export import FORMATS, ExportError, export
+from .export import FORMATS, ExportError, export, export_midi
 from .jam_tab import build_jam_tab
 from .library import LibraryError, clean_text
 from .studio import EXAMPLES, Studio, UserError
@@ -94,7 +94,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
             result = gr.Audio(label="Clip", type="filepath", interactive=False)
             info = gr.Markdown()
             with gr.Row():  # one click each: the files are made when the clip is shown
-                downloads = [gr.DownloadButton(f"Download {f.upper()}", visible=False) for f in FORMATS]
+                downloads = [gr.DownloadButton(f"Download {f.upper()}", visible=False) for f in (*FORMATS, "midi")]
 
         if not read_only:
             build_jam_tab(st)
@@ -111,7 +111,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                                   autoplay=True)
             lib_info = gr.Markdown()
             with gr.Row():
-                lib_downloads = [gr.DownloadButton(f"Download {f.upper()}", visible=False) for f in FORMATS]
+                lib_downloads = [gr.DownloadButton(f"Download {f.upper()}", visible=False) for f in (*FORMATS, "midi")]
             with gr.Row(visible=not read_only):
                 new_name = gr.Textbox(label="Rename to", scale=3)
                 rename_btn = gr.Button("Rename")
@@ -201,17 +201,24 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                 trigger(show_controls, shown, controls_text, api_visibility="private", queue=False)
 
         def prepare_downloads(cid):
-            """The clip on show as WAV, MP3 and FLAC (tags: prompt, settings, tempo, key), one button each."""
-            hidden = [gr.update(visible=False)] * len(FORMATS)
+            """The clip on show as WAV, MP3 and FLAC (tags: prompt, settings, tempo, key) and MIDI, one button
+            each; a format that cannot be made (ffmpeg or the transcriber missing) shows no button."""
+            hidden = gr.update(visible=False)
             if not cid:
-                return hidden * 2
+                return [hidden] * (2 * len(FORMATS) + 2)
             try:
                 clip = st.library.get(cid)
                 audio = st.library.audio(cid)
-                files = [str(export(audio, SAMPLE_RATE, clip.meta, f, _downloads())) for f in FORMATS]
-            except (LibraryError, ExportError):
-                return hidden * 2  # the clip went away meanwhile, or ffmpeg is missing: no buttons rather than an error
-            shown = [gr.update(value=p, visible=True) for p in files]
+            except LibraryError:
+                return [hidden] * (2 * len(FORMATS) + 2)  # the clip went away meanwhile
+
+            def made(make):
+                try:
+                    return gr.update(value=str(make()), visible=True)
+                except (ExportError, LibraryError):
+                    return hidden
+            shown = [made(lambda f=f: export(audio, SAMPLE_RATE, clip.meta, f, _downloads())) for f in FORMATS]
+            shown.append(made(lambda: export_midi(audio, clip.meta, _downloads(), st.assets)))
             return shown * 2
 
         clip_state.change(prepare_downloads, clip_state, [*downloads, *lib_downloads], api_visibility="private")

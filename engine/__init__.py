@@ -17,6 +17,8 @@ The public API, what ``app/`` and the docs use::
   be a "sounds like" style reference (``engine.reference``);
 - ``Jam`` and ``JamControls``: endless music steered live (``engine.jam``);
 - ``make_loop``, ``plan_loop``, ``Loop``, ``check_loop``, ``loop_bpm``: a seamless loop of N bars (``engine.loops``);
+- ``clip_midi``, ``hum_notes``, ``read_midi``: a clip as a MIDI file of its melody, its notes and its hum
+  (``engine.midi``);
 - ``SAMPLE_RATE`` (24 kHz, the output's), ``DRAFTS`` (semantic drafts ranked by default).
 
 Names are imported on first use, so ``import engine.data`` (the corpus workers) does not load the models' code.
@@ -35,12 +37,13 @@ _API = {
     "parse_prompt": "controls", "transpose_tokens": "controls", "analyse": "analysis",
     "check_reference": "reference", "Jam": "jam", "JamControls": "jam",
     "make_loop": "loops", "plan_loop": "loops", "Loop": "loops", "check_loop": "loops",
-    "loop_bpm": "loops",
+    "loop_bpm": "loops", "clip_midi": "midi", "hum_notes": "midi", "read_midi": "midi",
 }
 __all__ = ["DRAFTS", "KEYS", "SAMPLE_RATE", "AudioError", "Cancelled", "Cantus", "ControlError", "Controls",
            "GenerationError", "MelodyError", "MelodyTrack", "Request", "Segment", "Settings", "load_audio",
            "melody_from_audio", "parse_key", "parse_prompt", "prompt_bpm", "resample", "transpose_tokens",
-           "analyse", "check_reference", "Jam", "JamControls", "make_loop", "plan_loop", "Loop", "check_loop", "loop_bpm"]
+           "analyse", "check_reference", "Jam", "JamControls", "make_loop", "plan_loop", "Loop", "check_loop", "loop_bpm",
+           "clip_midi", "hum_notes", "read_midi"]
 
 
 def __getattr__(name: str):

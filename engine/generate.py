@@ -1,8 +1,10 @@
 """The command line: ``python -m engine.generate --prompt TEXT [--melody FILE] [--duration S] [--seed N]
 [--temperature T] [--top-k K] [--guidance G] [--bpm B] [--key KEY] [--drafts N] [--continue FILE]
-[--reference FILE [--reference-weight W]] [--loop-bars N [--beats-per-bar B]] --out OUT.wav``.
+[--reference FILE [--reference-weight W]] [--loop-bars N [--beats-per-bar B]] [--midi OUT.mid] --out OUT.wav``.
 
 ``--loop-bars N`` makes a seamless loop of exactly N bars (``engine.loops``) instead of a clip of ``--duration``.
+``--midi`` also writes the clip as MIDI (``engine.midi``: its melody, all its notes and the hum's), at the tempo
+asked for or else detected, in the key asked for or else detected.
 
 Bad input exits with status 2 and one line on stderr, before any model is loaded where it can be.
 """
@@ -19,6 +21,7 @@ import numpy as np
 
 from .audio import AudioError, load_audio, resample
 from .loops import check_loop, loop_bpm, make_loop
+from .melody import MelodyError, melody_from_audio
 from .pipeline import Cantus
 from .reference import check_reference
 from .settings import (
@@ -36,12 +39,18 @@ from .settings import (
 
 
 def build_request(prompt: str | Sequence[Segment], settings: Settings, melody_file: str | None = None,
-                  continue_file: str | None = None, reference_file: str | None = None) -> Request:
+                  continue_file: str | None = None, reference_file: str | None = None
+                  ) -> tuple[Request, np.ndarray | None]:
+    """-> (the request, the hum's pitch track: MIDI at 25 Hz, NaN unvoiced; None without a hum)."""
     segments = list(prompt) if not isinstance(prompt, str) else [Segment(prompt, settings.duration)]
-    melody = None
+    melody = track = None
     if melody_file:
         audio, sr = _read(melody_file)
-        melody = Cantus.melody_tokens(audio, sr)
+        try:
+            heard = melody_from_audio(audio, sr)
+        except MelodyError as e:
+            raise GenerationError(str(e)) from None
+        melody, track = heard.tokens, heard.midi
     cont = None
     if continue_file:
         audio, sr = _read(continue_file)
@@ -50,7 +59,7 @@ def build_request(prompt: str | Sequence[Segment], settings: Settings, melody_fi
     if reference_file:
         audio, sr = _read(reference_file)
         ref = check_reference(resample(audio, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else audio)
-    return Request(segments, settings, melody, cont, ref)
+    return Request(segments, settings, melody, cont, ref), track
 
 
 def _read(path: str) -> tuple[np.ndarray, int]:
@@ -92,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--loop-bars", type=int, default=None,
                     help="a seamless loop of this many bars, at --bpm or the prompt's tempo (else its own, detected)")
     ap.add_argument("--beats-per-bar", type=int, default=4, help="with --loop-bars: beats in a bar")
+    ap.add_argument("--midi", default=None, help="also write the clip as a MIDI file (melody, all notes, the hum)")
     ap.add_argument("--assets", default="assets")
     ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     ap.add_argument("--out", required=True)
@@ -103,7 +113,9 @@ def main(argv=None) -> int:
             check_loop(a.loop_bars, a.beats_per_bar, loop_bpm(Request([Segment(a.prompt, 10.0)], settings)))
             if a.cont:
                 raise GenerationError("--loop-bars makes a loop from the prompt (and a hum); it does not --continue")
-        req = build_request(a.prompt, settings, a.melody, a.cont, a.reference)
+        if a.midi is not None and not a.midi.lower().endswith((".mid", ".midi")):
+            raise GenerationError(f"--midi names a .mid file, not {a.midi!r}")
+        req, hum = build_request(a.prompt, settings, a.melody, a.cont, a.reference)
         model = Cantus.load(a.assets, a.backend)
         for i, seg in enumerate(req.segments):  # a bad prompt or tempo fails before the progress bar starts
             model.style_tokens(req, i)
@@ -128,9 +140,29 @@ def main(argv=None) -> int:
     import soundfile as sf
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     sf.write(a.out, audio, SAMPLE_RATE, subtype="PCM_16")
+    if a.midi:
+        try:
+            made["midi"] = str(write_clip_midi(a.midi, audio, req, hum, made.get("bpm"), a.assets))
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: the clip is in {a.out}, but its MIDI could not be written: {e}", file=sys.stderr)
+            return 2
     print(json.dumps({"out": a.out, "seconds": round(len(audio) / SAMPLE_RATE, 2), **asdict(settings),
                       "controls": req.controls().to_json(), **made}))
     return 0
+
+
+def write_clip_midi(path: str, audio: np.ndarray, req: Request, hum: np.ndarray | None, bpm: float | None,
+                    assets: str) -> Path:
+    """The clip as MIDI at the tempo and key asked for (else the ones detected), with the hum's notes moved as a
+    named key moved the hum."""
+    from .analysis import analyse
+    from .controls import transpose_tokens
+    from .midi import clip_midi, hum_notes
+    c, found = req.controls(), analyse(audio)
+    shift = transpose_tokens(req.melody, c.tonic, c.mode or "major")[1] if hum is not None and req.settings.key \
+        else 0
+    return clip_midi(path, audio, bpm or req.settings.bpm or found["bpm"], c.key or found["key"],
+                     hum_notes(hum, shift=shift) if hum is not None else None, assets)
 
 
 if __name__ == "__main__":

@@ -67,3 +67,35 @@ def test_settings_read_as_words():
     meta = {"seed": 7, "settings": {"temperature": 1.0, "guidance": 3.0, "top_k": 0, "drafts": 8, "bpm": 96,
                                     "key": "A minor"}}
     assert settings_in_words(meta) == "seed 7, temperature x1.0, guidance 3, top-k off, 8 drafts, 96 BPM, key A minor"
+
+
+def test_the_midi_download_has_the_clips_tempo_key_and_hum(tmp_path, tiny_corpus):
+    """A library clip's MIDI: the loop's exact tempo over the detected one, the key asked for, the hum's notes as
+    the clip recorded them, and the music's own notes (a rendered corpus clip's melody, by pitch class)."""
+    import json
+    from pathlib import Path
+
+    from app.export import ExportError, export_midi
+    from app.library import LibraryError, check_meta
+    from app.studio import Heard
+    from engine import load_audio, read_midi
+    from engine.eval.midi import note_f1
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    if not (assets / "transcriber" / "transcriber.safetensors").exists():
+        pytest.skip("no shipped transcriber")
+    heard = Heard("hum.wav", np.array([1] * 10 + [5] * 10), np.array([60.1] * 10 + [63.9] * 10))
+    assert heard.note_list() == [[60, 0.0, 0.4], [64, 0.4, 0.8]] and heard.note_list(-3)[0][0] == 57
+    record = json.loads((tiny_corpus / "train.jsonl").read_text().splitlines()[0])
+    audio = load_audio(tiny_corpus / record["audio"], SR)
+    meta = check_meta({"prompt": "a groove", "id": "0123456789ab", "analysis": {"bpm": 61.0, "key": "C major"},
+                       "loop": {"bars": 3, "bpm": 120.0}, "controls": {"key": "A minor"},
+                       "hum_notes": heard.note_list()})
+    tracks, bpm, key = read_midi(export_midi(audio, meta, tmp_path, assets))
+    assert abs(bpm - 120) < 0.01 and key == "Am"
+    assert [(n.pitch, n.start) for n in tracks["hum"]] == [(60, 0.0), (64, 0.4)]
+    assert note_f1(record["melody"]["notes"], tracks["melody"], pitch_class=True) > 0.3
+    assert len(tracks["all notes"]) > len(tracks["melody"]), "the accompaniment's notes too"
+    with pytest.raises(LibraryError, match="hum's notes"):
+        check_meta({**meta, "hum_notes": [[60, 0.0]]})
+    with pytest.raises(ExportError, match="transcriber"):
+        export_midi(audio, meta, tmp_path, tmp_path / "no-assets")

@@ -76,6 +76,29 @@ def _record(spec, melody: Melody, arr, voice, out: Path) -> dict:
     }
 
 
+def clip_notes(record: dict, pool: MelodyPool) -> tuple[list, list]:
+    """A clip's exact notes, (pitch, start s, end s) each: (the melody, every pitched note of the arrangement).
+
+    The clip's plan is re-run (``plan_clip`` and ``arrange`` are deterministic from the build seed and the clip's
+    index); the melody is checked against the one its record holds."""
+    spec, melody = plan_clip(record["index"], record["plan"]["seed"], pool, record["duration"])
+    arr = arrange(melody, spec)
+    lead = [(n.pitch, n.start, n.end) for n in arr.lead]
+    if [[p, round(a, 4), round(b, 4)] for p, a, b in lead] != record["melody"]["notes"]:
+        raise ValueError(f"{record['id']}: the re-run plan does not give the clip's melody (another code version "
+                         "built this corpus); rebuild it")
+    return lead, [(n.pitch, n.start, n.end) for t in arr.tracks if not t.is_drums for n in t.notes]
+
+
+def melody_pool(corpus: Path, cache: Path | None = Path("runs/cache")) -> MelodyPool:
+    """The melodies the build in ``corpus`` drew from (parsed once into ``cache``), for ``clip_notes``."""
+    params = json.loads((Path(corpus) / "build.json").read_text())
+    mset = load_melodies(cache, paths=params.get("score_paths"), progress=False)
+    if _digest([m.id for m in mset.melodies]) != params["melodies_digest"]:
+        raise ValueError(f"{corpus} was built from other melodies than these scores give: rebuild it")
+    return MelodyPool(mset.melodies)
+
+
 def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -123,6 +146,8 @@ def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds
     t_parsed = time.time()
     params = {"seed": seed, "clip_seconds": clip_seconds, "n_melodies": len(mset.melodies),
               "melodies_digest": _digest([m.id for m in mset.melodies])}
+    if score_paths is not None:  # a build from chosen scores: its clips' notes are re-made from the same ones
+        params["score_paths"] = sorted(score_paths)
     meta = out / "build.json"
     if meta.exists() and json.loads(meta.read_text()) != params:
         raise RuntimeError(f"{out} holds a build with other parameters ({meta.read_text().strip()}); "

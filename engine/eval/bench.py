@@ -9,7 +9,8 @@ from the prompt and window joins of long clips, ``engine.eval.longform``), ``tex
 ``engine.eval.controls``), ``soundslike [--clips N]`` (does a reference recording set the style: ``engine.eval.style``)
 ``key [--prompts N] [--b DIR]`` (do named keys come out: ``engine.eval.keys``), ``instruments [--prompts N] [--b DIR]``
 (does a named lead lead, does "no drums" drop them: ``engine.eval.instruments``), ``loops [--prompts N] [--bars B]``
-(do loops repeat without a seam: ``engine.eval.loops``), ``finepair --b DIR`` (a candidate fine stage on real
+(do loops repeat without a seam: ``engine.eval.loops``), ``midi [--clips N]`` (are a clip's MIDI notes the ones that
+sound: ``engine.eval.midi``), ``finepair --b DIR`` (a candidate fine stage on real
 coarse codes: ``engine.eval.finepair``), ``jam [--minutes M]`` (a scripted jam's underruns and
 control latency: ``engine.eval.jam``), ``codec`` and ``melody`` (``engine.eval.codec_bench``).
 """
@@ -131,6 +132,11 @@ def main(argv=None) -> int:
     lp.add_argument("--bars", type=int, default=4)
     lp.add_argument("--assets", default="assets")
     _outputs(lp, "loop")
+    md = sub.add_parser("midi", help="are a clip's MIDI notes the ones that sound (engine.eval.midi)")
+    md.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
+    md.add_argument("--clips", type=int, default=96)
+    md.add_argument("--assets", default="assets")
+    _outputs(md)
     j = sub.add_parser("jam", help="a scripted jam: underruns, busy share, memory, control latency (engine.eval.jam)")
     j.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     j.add_argument("--minutes", type=float, default=10.0)
@@ -207,6 +213,19 @@ def main(argv=None) -> int:
         full = loops.run(a.prompts, a.bars, a.assets, progress=lambda: bar.update(1))
         bar.close()
         r, text = _report(full, loops.markdown, a)
+    elif a.what == "midi":
+        from tqdm import tqdm
+
+        from . import midi
+        if a.clips < 1:
+            ap.error(f"midi: --clips must be >= 1, got {a.clips}")
+        bar = tqdm(total=a.clips, desc="clips")
+        try:
+            full = midi.run(a.corpus, a.clips, a.assets, progress=lambda: bar.update(1))
+        except (ValueError, FileNotFoundError) as e:
+            ap.error(f"midi: {e}")
+        bar.close()
+        r, text = _report(full, midi.markdown, a)
     elif a.what == "jam":
         from tqdm import tqdm
 

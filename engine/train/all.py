@@ -4,7 +4,7 @@ The recipe, in the order the shipped models were made, each step a call of that 
 ship rule (a model replaces the one in ``--assets`` only when it scores better, so later steps train on whatever is
 shipped):
 
-1. the corpus (``engine.data.build``);
+1. the corpus (``engine.data.build``), and the note transcriber of clips' MIDI files on it;
 2. the codec's autoencoder (its token space);
 3. MuLan's towers and token RVQ, then the semantic tokenizer on MuLan's cached features;
 4. MuLan's text projection again (short prompts), its audio tower again reading the semantic encoder's frames
@@ -29,11 +29,11 @@ import json
 import sys
 from pathlib import Path
 
-from . import codec, mulan, semantic, stage, tokenize
+from . import codec, mulan, semantic, stage, tokenize, transcriber
 
 # Budgets of the full recipe, minutes per trainer (the shipped models had these or more, over several resumed runs).
 MINUTES = {"codec": 90, "mulan": 40, "mulan audio": 45, "ranker": 20, "decoder": 110, "distil": 90, "tune": 22,
-           "semantic stage": 40, "coarse stage": 90, "fine stage": 40}
+           "semantic stage": 40, "coarse stage": 90, "fine stage": 40, "transcriber": 60}
 STAGE_SHAPES = {"semantic": [], "coarse": ["--melody"], "fine": ["--d-model", "128", "--n-layer", "3"]}
 
 # The tiny recipe: models small enough that every step takes seconds, on a corpus whose seed gives it a
@@ -55,6 +55,7 @@ TINY = {
                "--eval-every", "4", "--eval-clips", "1"],
     "tune": ["--batch", "2", "--seconds", "0.2", "--context", "2", "--mix-clips", "2", "--steps", "4",
              "--eval-every", "4", "--eval-clips", "1"],
+    "transcriber": ["--channels", "8", "--batch", "2", "--steps", "4", "--eval-every", "4"],
     "stage": ["--d-model", "32", "--n-layer", "1", "--n-head", "2", "--batch", "2", "--steps", "4", "--eval-every",
               "4"],
 }
@@ -117,6 +118,10 @@ def recipe(a: argparse.Namespace) -> list[tuple[str, callable]]:
             train_and_ship(stage.main, [*common, *shape, *extra])
         return run
 
+    def notes() -> None:
+        train_and_ship(transcriber.main, ["--corpus", str(corpus), "--out", str(runs / "transcriber"), "--assets",
+                                          str(assets), "--cache", str(runs / "cache"), *budget("transcriber")])
+
     def finale() -> None:
         if tiny:
             from ..generate import main as generate
@@ -130,6 +135,7 @@ def recipe(a: argparse.Namespace) -> list[tuple[str, callable]]:
 
     return [
         ("corpus", build),
+        ("note transcriber", notes),
         ("codec autoencoder", lambda: codec_phase("autoencoder", [])),
         ("mulan towers", lambda: mulan_phase("tower", "mulan", [], feats)),
         ("semantic tokenizer", semantic_tokenizer),
