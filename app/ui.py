@@ -58,7 +58,7 @@ def build(st: Studio, read_only: bool = False) -> gr.Blocks:
                     heard_text = gr.Markdown()
                     with gr.Row():
                         reference = gr.Audio(sources=["upload"], type="filepath", scale=3,
-                                             label="Sounds like (optional): a recording whose style to follow")
+                                             label="Sounds like (optional): a recording whose style, tempo and key to follow")
                         ref_weight = gr.Slider(0, 1, value=0.5, step=0.05, scale=1, label="Its share of the style",
                                                info="with a prompt too; alone it is the whole style")
                     heard_plot = gr.LinePlot(x="seconds", y="MIDI note", height=180, label="What I heard",

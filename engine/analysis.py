@@ -16,6 +16,16 @@ def detect_tempo(audio: np.ndarray, sr: int = 24_000) -> float:
     return float(np.atleast_1d(librosa.beat.beat_track(y=np.asarray(audio, dtype=np.float32), sr=sr)[0])[0])
 
 
+def felt_bpm(bpm: float, low: float = 60.0, high: float = 180.0) -> float:
+    """A tracked tempo moved by octaves into ``low``-``high`` BPM (the corpus's music is felt there): beat trackers
+    often answer double or half time."""
+    while bpm > high:
+        bpm /= 2
+    while 0 < bpm < low:
+        bpm *= 2
+    return bpm
+
+
 def detect_key(audio: np.ndarray) -> tuple[int, str]:
     """(tonic pitch class, "major" | "minor") of 24 kHz audio."""
     g = spectral.global_features(torch.from_numpy(np.asarray(audio, dtype=np.float32))[None])[0, -24:]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .analysis import detect_tempo
+from .analysis import detect_tempo, felt_bpm
 from .settings import MAX_SECONDS, SAMPLE_RATE, GenerationError, Request, Segment, check_bpm, prompt_bpm
 
 MAX_BARS = 64
@@ -96,11 +96,7 @@ def plan_loop(model, req: Request, bars: int, beats_per_bar: int = 4, cancel=Non
     if bpm is None:  # the prompt's own tempo, found in a short draft of it, then kept by the beat grid
         draft = replace(req, segments=[Segment(req.segments[0].prompt, DRAFT_S)],
                         settings=replace(s, duration=DRAFT_S))
-        bpm, tempo_from = detect_tempo(model.generate(draft, None, cancel)), "detected"
-        while bpm > FELT_BPM[1]:  # a tracker's double time: the corpus's music is felt at 60-180 BPM
-            bpm /= 2
-        while 0 < bpm < FELT_BPM[0]:
-            bpm *= 2
+        bpm, tempo_from = felt_bpm(detect_tempo(model.generate(draft, None, cancel)), *FELT_BPM), "detected"
         bpm = check_bpm(round(bpm, 1), "the tempo found in the prompt's draft")
         check_loop(bars, beats_per_bar, bpm)
     length = loop_samples(bars, bpm, beats_per_bar)

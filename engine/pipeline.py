@@ -19,11 +19,13 @@ DRAFT_SEMANTIC) and keeps the one the draft ranker (``engine.mulan.ranker``) sco
 
 Controls: a BPM the prompt names (or a tempo word's, or ``Settings.bpm``) is the semantic stage's beat grid; a named
 key pulls the semantic ids drawn into it (``KEY_BIAS`` x its column of ``engine.semantic.keys``, added to the
-logits), a named lead or "no drums" the coarse codes (``TIMBRE_BIAS``, ``engine.lm.timbre``), and "no drums" moves
-the prompt's MuLan embedding away from drums (``NO_DRUMS_SHIFT``).
+logits; a reference's own tempo and key stand in for those the words do not name, its key not over a hum's notes),
+a named lead or "no drums" the coarse codes (``TIMBRE_BIAS``, ``engine.lm.timbre``), and "no drums" moves the
+prompt's MuLan embedding away from drums (``NO_DRUMS_SHIFT``).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
@@ -46,7 +48,7 @@ from .melody import VOCAB as MELODY_VOCAB
 from .melody import MelodyError, melody_from_audio
 from .mulan import MuLan, PromptError
 from .mulan.ranker import DraftRanker
-from .reference import check_reference, style_embedding
+from .reference import check_reference, style_embedding, tempo_and_key
 from .semantic import SemanticTokenizer
 from .settings import (
     CODEC_RATE,
@@ -114,12 +116,9 @@ class Cantus:
         codec = Codec.load(assets / "codec")
         stages = {n: StageLM.load(assets / "stages", n) for n in ("semantic", "coarse", "fine")}
         decoder = None
-        if backend == "onnx":
-            try:
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                print("onnxruntime is not installed: using eager torch", file=sys.stderr)
-                backend = "torch"
+        if backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+            print("onnxruntime is not installed: using eager torch", file=sys.stderr)
+            backend = "torch"
         if backend == "onnx":
             from .export.cache import exported
             from .export.codec_onnx import OnnxCodec, TorchCodesDecoder, export_codec
@@ -135,9 +134,8 @@ class Cantus:
                     DraftRanker.load(assets / "mulan"))
         model.backend = backend
         model.timbre = load_timbre_profile(assets / "stages", codec.cfg.version, model.mulan.cfg.version)
-        # onnxruntime runs the graphs; torch only samples and embeds small tensors between them. One torch thread
-        # is as fast on a quiet machine (10 s generated in 1.26 s vs 1.30 s with 2) and stays fast when another
-        # process holds a core (1.3 s vs 9-10 s with 2 threads: OpenMP's barrier waits for the busy core).
+        # onnxruntime runs the graphs, torch only samples between them: one torch thread is as fast on a quiet machine
+        # and stays fast when another process holds a core (1.3 s vs 9-10 s per 10 s: OpenMP's barrier waits).
         model.torch_threads = 1 if backend == "onnx" else None
         return model
 
@@ -169,8 +167,8 @@ class Cantus:
         if req.reference is None:
             return self.text_tokens(text, req.controls(segment).drums)
         if self._ref_memo is None or self._ref_memo[0]() is not req.reference:
-            emb = self.mulan.embed_audio(check_reference(req.reference), SAMPLE_RATE)
-            self._ref_memo = (weakref.ref(req.reference), emb)
+            ref = check_reference(req.reference)
+            self._ref_memo = (weakref.ref(req.reference), self.mulan.embed_audio(ref, SAMPLE_RATE), tempo_and_key(ref))
         prompt = None
         if text.strip():
             try:
@@ -213,8 +211,10 @@ class Cantus:
             raise GenerationError("give a prompt (or a story: a list of prompts with seconds)")
         bounds = np.cumsum([seg.seconds for seg in req.segments])
         prompts = [self.style_tokens(req, i) for i in range(len(req.segments))]
-        bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt, int(s.seed)) for seg in req.segments]
-        keys = [req.key_id(i) for i in range(len(req.segments))]
+        ref_bpm, ref_key = self._ref_memo[2] if req.reference is not None else (None, None)
+        bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt, int(s.seed)) or ref_bpm for seg in req.segments]
+        keys = [req.key_id(i) if req.key_id(i) is not None or req.melody is not None else ref_key
+                for i in range(len(req.segments))]
         timbre = [None if self.timbre is None else self.timbre.bias(c.lead, c.drums, 4, TIMBRE_BIAS)
                   for c in map(req.controls, range(len(req.segments)))]  # a named lead's / no drums' pull
         null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)

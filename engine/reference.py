@@ -3,7 +3,8 @@ prompt. MusicLM conditions on audio through the same joint space: the prompt pri
 predicted audio embedding, so a reference's own embedding takes its place, or a weighted share of it.
 
 A reference must be music the tower can hear: at least MIN_SECONDS, not silent, not noise (median spectral flatness
-over MAX_FLATNESS; music stays far below it, white noise far above). The first MAX_SECONDS are used.
+over MAX_FLATNESS; music stays far below it, white noise far above). The first MAX_SECONDS are used. Its tempo
+and key (``tempo_and_key``) conduct the beat grid and pull the semantic ids as a named BPM and key would.
 """
 from __future__ import annotations
 
@@ -41,3 +42,13 @@ def style_embedding(reference: torch.Tensor, prompt: torch.Tensor | None, weight
         return reference
     mixed = weight * reference + (1 - weight) * prompt
     return mixed / mixed.norm().clamp_min(1e-8)
+
+
+def tempo_and_key(audio: np.ndarray) -> tuple[float, int]:
+    """A reference's tempo (the beat tracker's, folded into 60-180 BPM: the corpus's range) and key (its column in
+    ``engine.semantic.keys``): the music made from it keeps its pace and its key unless the words name others."""
+    from .analysis import detect_key, detect_tempo, felt_bpm
+    from .semantic.keys import key_id
+    bpm = felt_bpm(detect_tempo(audio, SAMPLE_RATE))
+    tonic, mode = detect_key(audio)
+    return (round(bpm, 1) if bpm > 0 else None), key_id(tonic, mode)

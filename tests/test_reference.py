@@ -57,3 +57,46 @@ def test_the_command_line_takes_a_reference_without_a_prompt(tmp_path, tiny_asse
     assert main(["--prompt", "x", "--reference", str(tmp_path / "short.wav"), "--assets", str(tiny_assets),
                  "--out", str(out)]) == 2
     assert "at least" in capsys.readouterr().err
+
+
+def test_the_music_keeps_the_references_tempo_and_key_unless_the_words_name_others(tiny_assets, tmp_path,
+                                                                                 monkeypatch):
+    """A 100 BPM A-minor reference conducts the beat grid at its tempo and pulls the semantic ids into A minor; a
+    BPM or key in the words wins, and a hum keeps its own notes."""
+    import json
+    import shutil
+
+    import engine.pipeline as G
+    from engine.lm.stages import beat_grid
+    from engine.semantic.keys import fit_key_profile, key_id, save_key_profile
+    from tests.test_clip_tools import _a_minor_groove
+    ref = check_reference(_a_minor_groove(100.0, 8.0))
+    bpm, key = G.tempo_and_key(ref)
+    assert abs(bpm - 100) <= 4 and key == key_id(9, "minor"), (bpm, key)
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_assets, assets)
+    ids = torch.cat([torch.randint(0, 8, (20, 250)), torch.randint(8, 16, (20, 250))])
+    table = fit_key_profile(ids, torch.tensor([0] * 20 + [key] * 20), 16)  # C major: ids 0-7, A minor: 8-15
+    save_key_profile(table, assets / "semantic", json.loads((assets / "semantic" / "semantic.json").read_text())["version"])
+    monkeypatch.setattr(G, "KEY_BIAS", 50.0)  # strong enough to decide every draw of the random tiny stage
+    grids = []
+
+    class Spy(G.StageSampler):
+        def __init__(self, model, prefix, cond, *a, **k):
+            if model.cfg.name == "semantic":
+                grids.append(cond[0, 1].clone())
+            super().__init__(model, prefix, cond, *a, **k)
+    monkeypatch.setattr(G, "StageSampler", Spy)
+    model = Cantus.load(assets, backend="torch")
+    hum = np.repeat([1, 3, 5, 6, 8, 10, 12, 1], 6)
+    for prompt, melody, want_bpm, allowed in (("", None, bpm, range(8, 16)), ("a tune at 90 bpm in C major", None, 90.0,
+                                              range(0, 8)), ("", hum, bpm, range(16))):
+        grids.clear()
+        req = Request([Segment(prompt, 2.0)], Settings(duration=2.0), melody=melody, reference=ref)
+        drawn = set(torch.cat(list(model.code_stream(req)), -1)[8].tolist())
+        assert torch.equal(grids[0], beat_grid(want_bpm, 50)), prompt
+        assert drawn <= set(allowed), (prompt, drawn)
+    assert drawn & set(range(8)) and drawn & set(range(8, 16)), "a hum's notes are not pulled into the reference's key"
+    grids.clear()
+    model.generate(Request([Segment("a tune", 2.0)], Settings(duration=2.0)))
+    assert (grids[0] == 4).all(), "no reference, no tempo named: no beat grid"
