@@ -26,6 +26,9 @@ def test_tokenise_train_ship_and_generate(tiny_corpus, tiny_assets, tmp_path):
     assert tok["codec"].shape == (n, 8, 500) and tok["semantic"].shape == (n, 250)
     assert tok["mulan_text"].shape[:2] == (n, 6) and tok["melody"].shape == (n, 250)  # 3 captions + 3 paraphrases
     assert (tok["melody"] > 0).float().mean() > 0.3, "melody tokens come from the clips' tunes"
+    fewer = {**tok, "mulan_text": tok["mulan_text"][:, :2]}  # another build's token files, with fewer captions
+    both = stage.joined([tok, fewer])
+    assert both["ids"] == tok["ids"] * 2 and both["codec"].shape[0] == 2 * n and both["mulan_text"].shape[1] == 2
     for name in ("semantic", "coarse", "fine"):
         args = [name, "--tokens", str(toks), "--out", str(tmp_path / "runs"), "--assets", str(assets), "--steps", "3",
                 "--d-model", "32", "--n-layer", "1", "--n-head", "2", "--eval-every", "2", "--batch", "2"]

@@ -1,7 +1,8 @@
-"""Train one stage: ``python -m engine.train.stage {semantic,coarse,fine} --tokens runs/tokens --out runs/stages``.
+"""Train one stage: ``python -m engine.train.stage {semantic,coarse,fine} --tokens runs/tokens [more] --out runs/stages``.
 
 Reads the token files of ``engine.train.tokenize`` made by the shipped codec, MuLan and semantic tokenizer (their
-versions are recorded in the stage's config, and the generator refuses a stage trained on other tokens). AdamW with
+versions are recorded in the stage's config, and the generator refuses a stage trained on other tokens); several
+``--tokens`` folders (builds of other seeds) train on all their train clips and validate on the first's. AdamW with
 warm-up, progress bar, validation loss and per-codebook accuracy every ``--eval-every`` steps; resumable from
 ``OUT/<stage>/last.pt``; the best model by validation loss is kept in ``OUT/<stage>/best`` and ``--ship`` copies
 it into ``assets/stages`` when it beats the shipped one; ``--candidate DIR`` writes the assets with it swapped in,
@@ -194,10 +195,21 @@ def timbre_profile(folders: list[Path], assets: Path) -> int:
     return 0
 
 
+def joined(parts: list[dict]) -> dict:
+    """Token sets of several corpus builds as one (each clip keeps as many captions as every build has)."""
+    if len(parts) == 1:
+        return parts[0]
+    captions = min(p["mulan_text"].shape[1] for p in parts)
+    out = {"ids": [i for p in parts for i in p["ids"]]}
+    for k in set.intersection(*(set(p) for p in parts)) - {"ids"}:
+        out[k] = torch.cat([p[k][:, :captions] if k == "mulan_text" else p[k] for p in parts])
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m engine.train.stage", description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=["semantic", "coarse", "fine"])
-    ap.add_argument("--tokens", type=Path, default=Path("runs/tokens"))
+    ap.add_argument("--tokens", type=Path, nargs="+", default=[Path("runs/tokens")])
     ap.add_argument("--out", type=Path, default=Path("runs/stages"))
     ap.add_argument("--assets", type=Path, default=Path("assets"))
     add_run_args(ap, lr=1e-3, batch=8, eval_every=200, ckpt_every=200, warmup=300)
@@ -240,8 +252,8 @@ def main(argv=None) -> int:
     versions = shipped_versions(a.assets)
     need_codec = a.stage != "semantic"
     key = MuLanConfig.from_dict(json.loads((a.assets / "mulan" / "mulan.json").read_text())).token_key
-    train_tok = load(a.tokens, "train", versions, need_codec, key)
-    valid_tok = load(a.tokens, "valid", versions, need_codec, key)
+    train_tok = joined([load(t, "train", versions, need_codec, key) for t in a.tokens])
+    valid_tok = load(a.tokens[0], "valid", versions, need_codec, key)
     sizes = {"n_semantic": json.loads((a.assets / "semantic" / "semantic.json").read_text())["n_tokens"],
              "codec_size": json.loads((a.assets / "codec" / "codec.json").read_text())["codebook_size"],
              "mulan_size": json.loads((a.assets / "mulan" / "mulan.json").read_text())["token_size"]}
