@@ -103,3 +103,22 @@ def test_corpus_dataset_loads_examples(tiny_corpus):
     assert ex.melody_track.shape == (250,) and ex.voice is not None and ex.voice_rate == ds.records[0]["voice_info"]["sample_rate"]
     stats = json.loads((tiny_corpus / "corpus.json").read_text())
     assert stats["clips"] == 24 and stats["hours"] > 0.06
+
+
+def test_a_build_of_generated_tunes_has_new_compositions_and_its_notes_can_be_remade(tmp_path, score_paths):
+    """``--generated 1``: every clip's tune is generated, a composition no other build has; the clips' exact notes
+    are re-made from the build's own parameters (what the note transcriber trains on)."""
+    import json
+
+    from engine.data.build import clip_notes, melody_pool
+    out = tmp_path / "generated"
+    build(30 / 3600, out, seed=5, workers=1, cache=None, score_paths=score_paths, progress=False, generated=1.0)
+    records = [json.loads(line) for split in ("train", "valid", "test")
+               for line in (out / f"{split}.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(r["melody"]["composition"].startswith("generated-5-") for r in records)
+    assert json.loads((out / "build.json").read_text())["generated_fraction"] == 1.0
+    pool = melody_pool(out, cache=None)
+    for r in records:
+        melody, notes = clip_notes(r, pool)
+        assert [[p, round(a, 4), round(b, 4)] for p, a, b in melody] == r["melody"]["notes"]
+        assert len(notes) > len(melody), "chords, bass and pad besides the melody"

@@ -1,4 +1,4 @@
-"""Build the text-music corpus: ``python -m engine.data.build --hours H --out DIR [--seed S] [--workers N]``.
+"""Build the text-music corpus: ``python -m engine.data.build --hours H --out DIR [--seed S] [--workers N] [--generated G]``.
 
 Layout of DIR::
 
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from .arrange import arrange
 from .captions import clip_tags, make_caption
 from .melodies import Melody, corpus_paths, load_melodies
-from .plan import MelodyPool, plan_clip
+from .plan import GENERATED_FRACTION, MelodyPool, plan_clip
 from .render import SAMPLE_RATE, Renderer, SynthUnavailable, find_soundfont
 from .voice import render_voice
 
@@ -96,7 +96,7 @@ def melody_pool(corpus: Path, cache: Path | None = Path("runs/cache")) -> Melody
     mset = load_melodies(cache, paths=params.get("score_paths"), progress=False)
     if _digest([m.id for m in mset.melodies]) != params["melodies_digest"]:
         raise ValueError(f"{corpus} was built from other melodies than these scores give: rebuild it")
-    return MelodyPool(mset.melodies)
+    return MelodyPool(mset.melodies, params.get("generated_fraction", GENERATED_FRACTION))
 
 
 def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
@@ -134,7 +134,7 @@ def render_group(args: tuple[int, list, str, str | None]) -> int:
 
 def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds: float = 10.0,
           cache: Path | None = Path("runs/cache"), score_paths: list[str] | None = None,
-          soundfont: str | None = None, progress: bool = True) -> dict:
+          soundfont: str | None = None, progress: bool = True, generated: float = GENERATED_FRACTION) -> dict:
     t_start = time.time()
     find_soundfont(soundfont)  # fail early with the install hint
     Renderer(soundfont).close()
@@ -148,6 +148,8 @@ def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds
               "melodies_digest": _digest([m.id for m in mset.melodies])}
     if score_paths is not None:  # a build from chosen scores: its clips' notes are re-made from the same ones
         params["score_paths"] = sorted(score_paths)
+    if generated != GENERATED_FRACTION:  # recorded only when chosen, so earlier builds' parameters still match
+        params["generated_fraction"] = generated
     meta = out / "build.json"
     if meta.exists() and json.loads(meta.read_text()) != params:
         raise RuntimeError(f"{out} holds a build with other parameters ({meta.read_text().strip()}); "
@@ -155,7 +157,7 @@ def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds
     meta.write_text(json.dumps(params))
 
     n_clips = int(np.ceil(hours * 3600 / clip_seconds))
-    pool = MelodyPool(mset.melodies)
+    pool = MelodyPool(mset.melodies, generated)
     plans = [plan_clip(i, seed, pool, clip_seconds) for i in range(n_clips)]
     groups = [(k, plans[k * GROUP:(k + 1) * GROUP], str(out), soundfont) for k in range((n_clips + GROUP - 1) // GROUP)]
     bar = tqdm(total=n_clips, desc="rendering clips", unit="clip", disable=not progress)
@@ -219,14 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("runs/cache"), help="parsed-melody cache directory")
     ap.add_argument("--max-scores", type=int, default=None, help="use only the first N corpus files (quick builds)")
     ap.add_argument("--soundfont", default=None, help="path to a General MIDI .sf2 (default: FluidR3_GM)")
+    ap.add_argument("--generated", type=float, default=GENERATED_FRACTION,
+                    help="share of clips with a generated tune: a new composition for every such clip (0-1)")
     a = ap.parse_args(argv)
     if a.hours <= 0:
         ap.error("--hours must be positive")
+    if not 0 <= a.generated <= 1:
+        ap.error(f"--generated is a share from 0 to 1, got {a.generated}")
     paths = None
     if a.max_scores:
         paths = _spread(corpus_paths(), a.max_scores)
     try:
-        stats = build(a.hours, a.out, a.seed, a.workers, a.clip_seconds, a.cache, paths, a.soundfont)
+        stats = build(a.hours, a.out, a.seed, a.workers, a.clip_seconds, a.cache, paths, a.soundfont,
+                      generated=a.generated)
     except SynthUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

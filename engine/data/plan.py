@@ -65,9 +65,13 @@ def split_of(composition: str) -> str:
 
 
 class MelodyPool:
-    """Real melodies grouped by split and meter family, for compatible, split-respecting draws."""
+    """Real melodies grouped by split and meter family, for compatible, split-respecting draws; ``generated``: the
+    share of clips given a generated tune instead (each one a composition no other build has)."""
 
-    def __init__(self, melodies: list[Melody]):
+    def __init__(self, melodies: list[Melody], generated: float = GENERATED_FRACTION):
+        if not 0 <= generated <= 1:
+            raise ValueError(f"the share of generated tunes is from 0 to 1, not {generated}")
+        self.generated = generated
         self.by_id = {m.id: m for m in melodies}
         self.pools: dict[tuple[str, str], list[Melody]] = {}
         for m in melodies:
@@ -113,7 +117,7 @@ def plan_clip(index: int, seed: int, pool: MelodyPool, duration: float = 10.0) -
     mode = str(rng.choice(mood.modes))
 
     cands = pool.candidates(split, _families(style))
-    if cands and rng.random() >= GENERATED_FRACTION:
+    if cands and rng.random() >= pool.generated:
         if style_name == "chorale" and rng.random() < 0.7:  # prefer tunes that come with Bach's harmonisation
             cands = [m for m in cands if m.voices] or cands
         if rng.random() < REPEAT_FRACTION:

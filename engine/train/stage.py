@@ -2,7 +2,8 @@
 
 Reads the token files of ``engine.train.tokenize`` made by the shipped codec, MuLan and semantic tokenizer (their
 versions are recorded in the stage's config, and the generator refuses a stage trained on other tokens); several
-``--tokens`` folders (builds of other seeds) train on all their train clips and validate on the first's. AdamW with
+``--tokens`` folders (builds of other seeds) train on all their train clips and validate on the first's (or
+``--valid-tokens``'s). AdamW with
 warm-up, progress bar, validation loss and per-codebook accuracy every ``--eval-every`` steps; resumable from
 ``OUT/<stage>/last.pt``; the best model by validation loss is kept in ``OUT/<stage>/best`` and ``--ship`` copies
 it into ``assets/stages`` when it beats the shipped one; ``--candidate DIR`` writes the assets with it swapped in,
@@ -210,6 +211,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m engine.train.stage", description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=["semantic", "coarse", "fine"])
     ap.add_argument("--tokens", type=Path, nargs="+", default=[Path("runs/tokens")])
+    ap.add_argument("--valid-tokens", type=Path, default=None, help="validate on this folder's clips (default: the first --tokens)")
     ap.add_argument("--out", type=Path, default=Path("runs/stages"))
     ap.add_argument("--assets", type=Path, default=Path("assets"))
     add_run_args(ap, lr=1e-3, batch=8, eval_every=200, ckpt_every=200, warmup=300)
@@ -253,7 +255,7 @@ def main(argv=None) -> int:
     need_codec = a.stage != "semantic"
     key = MuLanConfig.from_dict(json.loads((a.assets / "mulan" / "mulan.json").read_text())).token_key
     train_tok = joined([load(t, "train", versions, need_codec, key) for t in a.tokens])
-    valid_tok = load(a.tokens[0], "valid", versions, need_codec, key)
+    valid_tok = load(a.valid_tokens or a.tokens[0], "valid", versions, need_codec, key)
     sizes = {"n_semantic": json.loads((a.assets / "semantic" / "semantic.json").read_text())["n_tokens"],
              "codec_size": json.loads((a.assets / "codec" / "codec.json").read_text())["codebook_size"],
              "mulan_size": json.loads((a.assets / "mulan" / "mulan.json").read_text())["token_size"]}
