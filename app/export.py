@@ -38,6 +38,12 @@ def describe(meta: dict) -> tuple[str, str]:
     return title, json.dumps(keep, ensure_ascii=True)
 
 
+def file_name(meta: dict, ext: str) -> str:
+    """"<title>-<id>.<ext>", the title cut to 60 safe characters."""
+    stem = "".join(ch if ch.isalnum() or ch in "-_ " else "_" for ch in describe(meta)[0])[:60].strip() or "cantus"
+    return f"{stem}-{meta.get('id', 'clip')}.{ext}"
+
+
 def export(audio: np.ndarray, sr: int, meta: dict, fmt: str, out_dir: str | Path) -> Path:
     fmt = fmt.lower()
     if fmt not in FORMATS:
@@ -45,8 +51,7 @@ def export(audio: np.ndarray, sr: int, meta: dict, fmt: str, out_dir: str | Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     title, comment = describe(meta)
-    stem = "".join(ch if ch.isalnum() or ch in "-_ " else "_" for ch in title)[:60].strip() or "cantus"
-    path = out_dir / f"{stem}-{meta.get('id', 'clip')}.{fmt}"
+    path = out_dir / file_name(meta, fmt)
     audio = np.clip(np.asarray(audio, dtype=np.float32), -1, 1)
     if fmt in ("wav", "flac"):
         with sf.SoundFile(path, "w", sr, 1, subtype="PCM_16", format=fmt.upper()) as f:
@@ -76,10 +81,11 @@ def export_midi(audio: np.ndarray, meta: dict, out_dir: str | Path, assets: str 
     analysis, loop = meta.get("analysis") or {}, meta.get("loop") or {}
     bpm = loop.get("bpm") or analysis.get("bpm") or 120.0
     key = (meta.get("controls") or {}).get("key") or analysis.get("key")
-    title, _ = describe(meta)
-    stem = "".join(ch if ch.isalnum() or ch in "-_ " else "_" for ch in title)[:60].strip() or "cantus"
+    path = Path(out_dir) / file_name(meta, "mid")
+    if path.exists():  # a clip's audio never changes: shown again, it is not transcribed again
+        return path
     try:
-        return clip_midi(Path(out_dir) / f"{stem}-{meta.get('id', 'clip')}.mid", audio, min(max(bpm, 20), 400), key,
+        return clip_midi(path, audio, min(max(bpm, 20), 400), key,
                          meta.get("hum_notes"), assets)
     except FileNotFoundError as e:
         raise ExportError(f"MIDI export needs the transcriber's weights: {e}") from None

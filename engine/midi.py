@@ -14,15 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .controls import KEYS
 from .transcribe import MIN_FRAMES, Note, Transcriber
 
 TICKS = 480
 PROGRAMS = {"melody": 0, "all notes": 0, "hum": 52}  # GM piano, piano, choir aahs
-_KEYS = {"C": "C", "C#": "C#", "Db": "Db", "D": "D", "D#": "Eb", "Eb": "Eb", "E": "E", "F": "F", "F#": "F#",
-         "Gb": "Gb", "G": "G", "G#": "Ab", "Ab": "Ab", "A": "A", "A#": "Bb", "Bb": "Bb", "B": "B", "Cb": "B"}
-_MINOR_KEYS = {"C": "Cm", "C#": "C#m", "Db": "C#m", "D": "Dm", "D#": "D#m", "Eb": "Ebm", "E": "Em", "F": "Fm",
-               "F#": "F#m", "Gb": "F#m", "G": "Gm", "G#": "G#m", "Ab": "G#m", "A": "Am", "A#": "Bbm", "Bb": "Bbm",
-               "B": "Bm"}
 
 
 def hum_notes(midi: np.ndarray, frame_rate: float = 25.0, shift: int = 0) -> list[Note]:
@@ -40,11 +36,12 @@ def hum_notes(midi: np.ndarray, frame_rate: float = 25.0, shift: int = 0) -> lis
 
 
 def key_signature(key: str | None) -> str | None:
-    """"A minor" -> "Am", "Eb major" -> "Eb" (mido's key names); None for no or an unknown key."""
-    if not key:
+    """"A minor" -> "Am", "Eb major" -> "Eb": a key as Cantus names it (``engine.controls.KEYS``), spelt as a MIDI
+    key signature; None for no key or another name."""
+    if key not in KEYS:
         return None
     note, _, mode = key.partition(" ")
-    return (_MINOR_KEYS if mode == "minor" else _KEYS).get(note)
+    return note + ("m" if mode == "minor" else "")
 
 
 def write_midi(path: str | Path, tracks: dict[str, Sequence[Note]], bpm: float, key: str | None = None) -> Path:

@@ -213,8 +213,7 @@ class Cantus:
         prompts = [self.style_tokens(req, i) for i in range(len(req.segments))]
         ref_bpm, ref_key = self._ref_memo[2] if req.reference is not None else (None, None)
         bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt, int(s.seed)) or ref_bpm for seg in req.segments]
-        keys = [req.key_id(i) if req.key_id(i) is not None or req.melody is not None else ref_key
-                for i in range(len(req.segments))]
+        keys = [ref_key if k is None and req.melody is None else k for k in map(req.key_id, range(len(req.segments)))]
         timbre = [None if self.timbre is None else self.timbre.bias(c.lead, c.drums, 4, TIMBRE_BIAS)
                   for c in map(req.controls, range(len(req.segments)))]  # a named lead's / no drums' pull
         null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)

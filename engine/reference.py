@@ -44,7 +44,7 @@ def style_embedding(reference: torch.Tensor, prompt: torch.Tensor | None, weight
     return mixed / mixed.norm().clamp_min(1e-8)
 
 
-def tempo_and_key(audio: np.ndarray) -> tuple[float, int]:
+def tempo_and_key(audio: np.ndarray) -> tuple[float | None, int]:
     """A reference's tempo (the beat tracker's, folded into 60-180 BPM: the corpus's range) and key (its column in
     ``engine.semantic.keys``): the music made from it keeps its pace and its key unless the words name others."""
     from .analysis import detect_key, detect_tempo, felt_bpm

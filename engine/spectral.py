@@ -32,7 +32,8 @@ KEY_PROFILES = {"major": _MAJOR, "minor": _MINOR}
 
 
 @functools.cache
-def _mel_fb() -> torch.Tensor:
+def mel_fb() -> torch.Tensor:
+    """[1025, 64] Slaney mel filters of a 2048-point FFT at 24 kHz."""
     return torchaudio.functional.melscale_fbanks(1025, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE, "slaney", "slaney")
 
 
@@ -71,7 +72,7 @@ def frames(audio: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
     """audio [B, T] at 24 kHz -> [B, 136, n_frames] log features (n_frames defaults to T // 960)."""
     audio = normalise(audio.float())
     n = n_frames or audio.shape[-1] // HOP
-    mel = torch.einsum("bft,fm->bmt", _power(audio, 2048, HOP), _mel_fb().to(audio.device))
+    mel = torch.einsum("bft,fm->bmt", _power(audio, 2048, HOP), mel_fb().to(audio.device))
     semi = torch.einsum("bft,fm->bmt", _power(audio, 8192, HOP), semitone_fb().to(audio.device))
     x = torch.cat([torch.log10(mel + 1e-6), torch.log10(semi + 1e-6)], 1)
     x = x[..., :n]

@@ -11,7 +11,6 @@ an accompaniment note starts at an onset peak of its key and lasts while that ke
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spectral import SAMPLE_RATE, normalise, semitone_fb
+from .spectral import N_MELS, SAMPLE_RATE, mel_fb, normalise, semitone_fb
 from .weights import config_from_dict, load_weights, read_config, save_model
 
 HOP = 480  # 50 Hz
 FRAME_RATE = SAMPLE_RATE / HOP
-N_MELS, SEMI_LO, N_SEMI = 64, 24, 84
+SEMI_LO, N_SEMI = 24, 84
 N_FEATURES = N_MELS + N_SEMI
 LOW, N_KEYS = 21, 88  # piano keys A0..C8
 MIN_FRAMES = 2  # 40 ms: shorter notes are decoding noise
@@ -50,12 +49,6 @@ class Note:
     velocity: int = 80
 
 
-@functools.cache
-def _mel_fb() -> torch.Tensor:
-    import torchaudio
-    return torchaudio.functional.melscale_fbanks(1025, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE, "slaney", "slaney")
-
-
 def _bands(audio: torch.Tensor, n_fft: int, fb: torch.Tensor, n: int, chunk: int = 512) -> torch.Tensor:
     """[B, T] -> [B, bands, n]: the power spectrum of centred Hann frames (as ``torch.stft``) through ``fb``,
     ``chunk`` frames at a time, so a five-minute clip never holds its whole 16384-point spectrogram (~1 GB)."""
@@ -70,7 +63,7 @@ def features(audio: torch.Tensor) -> torch.Tensor:
     """audio [B, T] at 24 kHz -> [B, N_FEATURES, ceil(T / HOP)] log features (frame t centred on t * 20 ms)."""
     audio = normalise(audio.float())
     n = -(-audio.shape[-1] // HOP)
-    mel = _bands(audio, 2048, _mel_fb(), n)
+    mel = _bands(audio, 2048, mel_fb(), n)
     semi = _bands(audio, 16384, semitone_fb(16384, SEMI_LO, N_SEMI), n)
     return torch.cat([torch.log10(mel + 1e-6), torch.log10(semi + 1e-6)], 1) / 2.0
 

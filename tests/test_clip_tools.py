@@ -98,4 +98,4 @@ def test_the_midi_download_has_the_clips_tempo_key_and_hum(tmp_path, tiny_corpus
     with pytest.raises(LibraryError, match="hum's notes"):
         check_meta({**meta, "hum_notes": [[60, 0.0]]})
     with pytest.raises(ExportError, match="transcriber"):
-        export_midi(audio, meta, tmp_path, tmp_path / "no-assets")
+        export_midi(audio, meta, tmp_path / "elsewhere", tmp_path / "no-assets")

@@ -67,7 +67,8 @@ def run(corpus: Path, n_clips: int, assets: str = "assets", progress=None) -> di
                          "hum_kept": kept, "melody_notes": len(melody), "found_melody_notes": len(got_melody)})
             if progress:
                 progress()
-    mean = lambda k: round(float(np.mean([row[k] for row in rows])), 3)  # noqa: E731
+    def mean(k: str) -> float:
+        return round(float(np.mean([row[k] for row in rows])), 3)
     summary = {"clips": len(rows), "melody_f1": mean("melody_f1"), "melody_f1_pitch_class": mean("melody_f1_pc"),
                "all_notes_f1": mean("all_f1"), "hum_f1_pitch_class": mean("hum_f1_pc"),
                "hum_kept_share": mean("hum_kept"), "target_melody_f1": 0.7}

@@ -2,8 +2,8 @@
 --out runs/transcriber [--ship]``.
 
 Every corpus clip's notes are exact (``engine.data.build.clip_notes``: the lead's, which are the melody, and those
-of the harmony, bass and pad; drums are not notes). Features and frame
-targets are computed once per corpus and split and cached beside the run (``OUT/data-<corpus>-<split>.pt``).
+of the harmony, bass and pad; drums are not notes). Features and frame targets are computed once per corpus and
+split and cached beside the run (``OUT/data-<corpus>-<split>.pt``).
 Training reads random 5 s crops; the best model by validation loss is kept in ``OUT/best`` and ``--ship`` copies it
 into ``assets/transcriber`` when it beats the shipped one.
 """
@@ -63,14 +63,15 @@ def prepare(corpus: Path, split: str, out: Path, pools: dict, melodies: Path | N
     return data
 
 
-def losses(model: Transcriber, feats: torch.Tensor, tg: dict) -> dict:
+def losses(model: Transcriber, feats: torch.Tensor, tg: dict) -> tuple[dict, dict]:
+    """(each head's loss, the model's logits) of a batch."""
     out = model(feats.float())
     tg = {k: v.long() if k == "melody" else v.float() for k, v in tg.items()}
     return {"melody": F.cross_entropy(out["melody"].reshape(-1, out["melody"].shape[-1]), tg["melody"].reshape(-1)),
             "melody_onset": F.binary_cross_entropy_with_logits(out["melody_onset"], tg["melody_onset"],
                                                                pos_weight=torch.tensor(5.0)),
             "keys": F.binary_cross_entropy_with_logits(out["keys"], tg["keys"]),
-            "onsets": F.binary_cross_entropy_with_logits(out["onsets"], tg["onsets"], pos_weight=torch.tensor(5.0))}
+            "onsets": F.binary_cross_entropy_with_logits(out["onsets"], tg["onsets"], pos_weight=torch.tensor(5.0))}, out
 
 
 class TranscriberTask:
@@ -91,7 +92,7 @@ class TranscriberTask:
         s = torch.randint(0, self.train["feats"].shape[-1] - CROP + 1, (self.a.batch,), generator=g)
         pairs = list(zip(idx.tolist(), s.tolist()))
         feats = torch.stack([self.train["feats"][i, :, a:a + CROP] for i, a in pairs])
-        parts = losses(self.model, feats, {k: torch.stack([self.train[k][i, a:a + CROP] for i, a in pairs])
+        parts, _ = losses(self.model, feats, {k: torch.stack([self.train[k][i, a:a + CROP] for i, a in pairs])
                                            for k in TARGETS})
         total = sum(parts.values())
         return total, {"loss": float(total.detach())}
@@ -103,9 +104,10 @@ class TranscriberTask:
         for i in range(0, len(self.valid["ids"]), 16):
             sl = slice(i, i + 16)
             tg = {k: self.valid[k][sl] for k in TARGETS}
-            for k, v in losses(self.model, self.valid["feats"][sl], tg).items():
+            parts, out = losses(self.model, self.valid["feats"][sl], tg)
+            for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(tg["melody"])
-            pitch = self.model(self.valid["feats"][sl].float())["melody"].argmax(-1)
+            pitch = out["melody"].argmax(-1)
             hit += int(((pitch == tg["melody"]) & (tg["melody"] > 0)).sum())
             voiced += int((tg["melody"] > 0).sum())
         self.model.train()
