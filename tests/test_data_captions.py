@@ -92,3 +92,25 @@ def test_short_prompts_name_true_aspects_that_a_reader_finds(specs):
         assert set(got.get("style_all", set())) <= {tags["style"]}, text  # nothing false is said
         sizes.append(sum(short_prompt_fits(named, t) for t in all_tags))
     assert len(texts) > 120 and np.median(sizes) > 5  # varied, and each prompt fits many clips, not one
+
+
+def test_a_crossover_build_plays_styles_without_their_drums_and_with_other_leads(score_paths, specs):
+    """``--crossover``: a rock song without drums or a folk song led by a saw lead, combinations musicians name that
+    the styles alone rarely make; the captions stay true (no drums named when none play), and a build without
+    crossover plans every clip as before."""
+    melodies = load_melodies(None, paths=score_paths, progress=False).melodies
+    assert [plan_clip(i, 11, MelodyPool(melodies, crossover=0.0))[0] for i in range(400)] == specs
+    crossed = [plan_clip(i, 11, MelodyPool(melodies, crossover=0.5))[0] for i in range(400)]
+    drummed = [s for s in specs if STYLES[s.style].drums]
+    drummed_x = [s for s in crossed if STYLES[s.style].drums]
+    assert sum(s.drums is None for s in drummed) / len(drummed) < 0.2
+    assert sum(s.drums is None for s in drummed_x) / len(drummed_x) > 0.45
+    assert sum(s.lead not in STYLES[s.style].lead for s in specs) == 0
+    assert sum(s.lead not in STYLES[s.style].lead for s in crossed) > 100
+    rng = np.random.default_rng(0)
+    for spec in crossed:
+        tags = clip_tags(spec)
+        assert ("drums" in tags["instruments"]) == (spec.drums is not None)
+        assert parse_caption(make_caption(tags, rng))["instruments"] <= set(tags["instruments"].values())
+    with pytest.raises(ValueError, match="crossover"):
+        MelodyPool(melodies, crossover=1.5)

@@ -1,4 +1,5 @@
-"""Build the text-music corpus: ``python -m engine.data.build --hours H --out DIR [--seed S] [--workers N] [--generated G]``.
+"""Build the text-music corpus: ``python -m engine.data.build --hours H --out DIR [--seed S] [--workers N] [--generated G]
+[--crossover X]``.
 
 Layout of DIR::
 
@@ -96,7 +97,7 @@ def melody_pool(corpus: Path, cache: Path | None = Path("runs/cache")) -> Melody
     mset = load_melodies(cache, paths=params.get("score_paths"), progress=False)
     if _digest([m.id for m in mset.melodies]) != params["melodies_digest"]:
         raise ValueError(f"{corpus} was built from other melodies than these scores give: rebuild it")
-    return MelodyPool(mset.melodies, params.get("generated_fraction", GENERATED_FRACTION))
+    return MelodyPool(mset.melodies, params.get("generated_fraction", GENERATED_FRACTION), params.get("crossover", 0.0))
 
 
 def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
@@ -134,7 +135,8 @@ def render_group(args: tuple[int, list, str, str | None]) -> int:
 
 def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds: float = 10.0,
           cache: Path | None = Path("runs/cache"), score_paths: list[str] | None = None,
-          soundfont: str | None = None, progress: bool = True, generated: float = GENERATED_FRACTION) -> dict:
+          soundfont: str | None = None, progress: bool = True, generated: float = GENERATED_FRACTION,
+          crossover: float = 0.0) -> dict:
     t_start = time.time()
     find_soundfont(soundfont)  # fail early with the install hint
     Renderer(soundfont).close()
@@ -150,6 +152,8 @@ def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds
         params["score_paths"] = sorted(score_paths)
     if generated != GENERATED_FRACTION:  # recorded only when chosen, so earlier builds' parameters still match
         params["generated_fraction"] = generated
+    if crossover:
+        params["crossover"] = crossover
     meta = out / "build.json"
     if meta.exists() and json.loads(meta.read_text()) != params:
         raise RuntimeError(f"{out} holds a build with other parameters ({meta.read_text().strip()}); "
@@ -157,7 +161,7 @@ def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds
     meta.write_text(json.dumps(params))
 
     n_clips = int(np.ceil(hours * 3600 / clip_seconds))
-    pool = MelodyPool(mset.melodies, generated)
+    pool = MelodyPool(mset.melodies, generated, crossover)
     plans = [plan_clip(i, seed, pool, clip_seconds) for i in range(n_clips)]
     groups = [(k, plans[k * GROUP:(k + 1) * GROUP], str(out), soundfont) for k in range((n_clips + GROUP - 1) // GROUP)]
     bar = tqdm(total=n_clips, desc="rendering clips", unit="clip", disable=not progress)
@@ -223,17 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soundfont", default=None, help="path to a General MIDI .sf2 (default: FluidR3_GM)")
     ap.add_argument("--generated", type=float, default=GENERATED_FRACTION,
                     help="share of clips with a generated tune: a new composition for every such clip (0-1)")
+    ap.add_argument("--crossover", type=float, default=0.0,
+                    help="share of clips with a lead from any style, and of drummed styles' clips without drums (0-1)")
     a = ap.parse_args(argv)
     if a.hours <= 0:
         ap.error("--hours must be positive")
-    if not 0 <= a.generated <= 1:
-        ap.error(f"--generated is a share from 0 to 1, got {a.generated}")
+    for name in ("generated", "crossover"):
+        if not 0 <= getattr(a, name) <= 1:
+            ap.error(f"--{name} is a share from 0 to 1, got {getattr(a, name)}")
     paths = None
     if a.max_scores:
         paths = _spread(corpus_paths(), a.max_scores)
     try:
         stats = build(a.hours, a.out, a.seed, a.workers, a.clip_seconds, a.cache, paths, a.soundfont,
-                      generated=a.generated)
+                      generated=a.generated, crossover=a.crossover)
     except SynthUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

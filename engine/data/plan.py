@@ -17,6 +17,7 @@ from .styles import MOODS, STYLES
 
 SPLITS = (("train", 0.80), ("valid", 0.05), ("test", 0.15))
 GENERATED_FRACTION = 0.25  # clips whose melody is generated rather than taken from a score
+ALL_LEADS = tuple(sorted({p for s in STYLES.values() for p in s.lead}))  # a crossover clip's lead: any style's
 REPEAT_FRACTION = 0.15  # clips drawing from a small core of tunes, so compositions recur in several arrangements
 VOICE_KINDS = ("hum", "whistle", "sing")
 VOICE_RATES = (8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
@@ -66,12 +67,15 @@ def split_of(composition: str) -> str:
 
 class MelodyPool:
     """Real melodies grouped by split and meter family, for compatible, split-respecting draws; ``generated``: the
-    share of clips given a generated tune instead (each one a composition no other build has)."""
+    share of clips given a generated tune instead (each one a composition no other build has); ``crossover``: the
+    share of clips whose lead comes from any style's leads, and, independently, the share of drummed styles' clips
+    played without drums (combinations musicians ask for that the styles alone rarely make)."""
 
-    def __init__(self, melodies: list[Melody], generated: float = GENERATED_FRACTION):
-        if not 0 <= generated <= 1:
-            raise ValueError(f"the share of generated tunes is from 0 to 1, not {generated}")
-        self.generated = generated
+    def __init__(self, melodies: list[Melody], generated: float = GENERATED_FRACTION, crossover: float = 0.0):
+        for what, share in (("generated tunes", generated), ("crossover clips", crossover)):
+            if not 0 <= share <= 1:
+                raise ValueError(f"the share of {what} is from 0 to 1, not {share}")
+        self.generated, self.crossover = generated, crossover
         self.by_id = {m.id: m for m in melodies}
         self.pools: dict[tuple[str, str], list[Melody]] = {}
         for m in melodies:
@@ -144,6 +148,13 @@ def plan_clip(index: int, seed: int, pool: MelodyPool, duration: float = 10.0) -
     bass = pick_program(rng, style.bass, {lead, harmony}) if style.bass else None
     drums = pick_program(rng, style.drums, set()) if style.drums and rng.random() < 0.9 else None
     pad = pick_program(rng, style.pad, {lead, harmony}) if style.pad and rng.random() < 0.5 else None
+    if pool.crossover:  # its own draws, so a build without crossover plans every clip as before
+        xr = np.random.default_rng([seed, index, 2])
+        cross = xr.random(2) < pool.crossover
+        if cross[0]:
+            lead = pick_program(xr, ALL_LEADS, {harmony, bass, pad})
+        if cross[1]:
+            drums = None
     # gentle moods are never played loud, forceful ones never soft
     dyn_weights = {"soft": 0.0 if mood.velocity > 95 else 1.0 + (mood.velocity < 75) * 2, "medium": 2.0,
                    "loud": 0.0 if mood.velocity < 75 else 1.0 + (mood.velocity > 95) * 2}
