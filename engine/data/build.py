@@ -146,6 +146,7 @@ def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds
     if not mset.melodies:
         raise RuntimeError("no usable melodies were found in the music21 corpus")
     t_parsed = time.time()
+    pool = MelodyPool(mset.melodies, generated, crossover)  # checks the shares before anything is written
     params = {"seed": seed, "clip_seconds": clip_seconds, "n_melodies": len(mset.melodies),
               "melodies_digest": _digest([m.id for m in mset.melodies])}
     if score_paths is not None:  # a build from chosen scores: its clips' notes are re-made from the same ones
@@ -161,7 +162,6 @@ def build(hours: float, out: Path, seed: int = 0, workers: int = 1, clip_seconds
     meta.write_text(json.dumps(params))
 
     n_clips = int(np.ceil(hours * 3600 / clip_seconds))
-    pool = MelodyPool(mset.melodies, generated, crossover)
     plans = [plan_clip(i, seed, pool, clip_seconds) for i in range(n_clips)]
     groups = [(k, plans[k * GROUP:(k + 1) * GROUP], str(out), soundfont) for k in range((n_clips + GROUP - 1) // GROUP)]
     bar = tqdm(total=n_clips, desc="rendering clips", unit="clip", disable=not progress)

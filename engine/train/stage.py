@@ -3,12 +3,11 @@
 Reads the token files of ``engine.train.tokenize`` made by the shipped codec, MuLan and semantic tokenizer (their
 versions are recorded in the stage's config, and the generator refuses a stage trained on other tokens); several
 ``--tokens`` folders (builds of other seeds) train on all their train clips and validate on the first's (or
-``--valid-tokens``'s). AdamW with
-warm-up, progress bar, validation loss and per-codebook accuracy every ``--eval-every`` steps; resumable from
-``OUT/<stage>/last.pt``; the best model by validation loss is kept in ``OUT/<stage>/best`` and ``--ship`` copies
-it into ``assets/stages`` when it beats the shipped one; ``--candidate DIR`` writes the assets with it swapped in,
-for the paired gate (``bench compare --b DIR``) that decides whether a checkpoint really ships. Runs under
-``torchrun`` (gradients all-reduced).
+``--valid-tokens``'s). AdamW with warm-up, progress bar, validation loss and per-codebook accuracy every
+``--eval-every`` steps; resumable from ``OUT/<stage>/last.pt``; the best model by validation loss is kept in
+``OUT/<stage>/best`` and ``--ship`` copies it into ``assets/stages`` when it beats the shipped one; ``--candidate
+DIR`` writes the assets with it swapped in, for the paired gate (``bench compare --b DIR``) that decides whether a
+checkpoint really ships. Runs under ``torchrun`` (gradients all-reduced).
 
 ``--init DIR`` starts from a trained stage of the same width (fine-tuning): its weights are loaded by name, and a
 conditioning stream the old stage did not have (the semantic stage's beat grid, the coarse stage's melody with
