@@ -20,8 +20,8 @@ DRAFT_SEMANTIC) and keeps the one the draft ranker (``engine.mulan.ranker``) sco
 Controls: a BPM the prompt names (or a tempo word's, or ``Settings.bpm``) is the semantic stage's beat grid; a named
 key pulls the semantic ids drawn into it (``KEY_BIAS`` x its column of ``engine.semantic.keys``, added to the
 logits; a reference's own tempo and key stand in for those the words do not name, its key not over a hum's notes),
-a named lead or "no drums" the stages' timbre streams (``engine.lm.stages``) and the coarse codes (``TIMBRE_BIAS``,
-``engine.lm.timbre``), and "no drums" moves the prompt's MuLan embedding away from drums (``NO_DRUMS_SHIFT``).
+a named lead or "no drums" the coarse codes (``TIMBRE_BIAS``, ``engine.lm.timbre``), and "no drums" moves the
+prompt's MuLan embedding away from drums (``NO_DRUMS_SHIFT``).
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ from .codec.model import frame_ids
 from .controls import parse_key, transpose_tokens
 from .lm.model import StageLM
 from .lm.sampler import StageSampler
-from .lm.stages import BEAT_VOCAB, base_streams, beat_grid, branch_streams
-from .lm.timbre import family_of, load_timbre_profile
+from .lm.stages import BEAT_VOCAB, beat_grid
+from .lm.timbre import load_timbre_profile
 from .melody import VOCAB as MELODY_VOCAB
 from .melody import MelodyError, melody_from_audio
 from .mulan import MuLan, PromptError
@@ -57,7 +57,6 @@ from .settings import (
     NO_DRUMS_SHIFT,
     SAMPLE_RATE,
     TIMBRE_BIAS,
-    TIMBRE_GUIDANCE,
     GenerationError,
     Request,
     Segment,
@@ -215,9 +214,8 @@ class Cantus:
         ref_bpm, ref_key = self._ref_memo[2] if req.reference is not None else (None, None)
         bpms = [s.bpm if s.bpm is not None else prompt_bpm(seg.prompt, int(s.seed)) or ref_bpm for seg in req.segments]
         keys = [ref_key if k is None and req.melody is None else k for k in map(req.key_id, range(len(req.segments)))]
-        ctrl = [req.controls(i) for i in range(len(req.segments))]
-        named = [(family_of(c.lead), c.drums) for c in ctrl]  # what the stages' timbre streams read
-        timbre = [None if self.timbre is None else self.timbre.bias(c.lead, c.drums, 4, TIMBRE_BIAS) for c in ctrl]
+        timbre = [None if self.timbre is None else self.timbre.bias(c.lead, c.drums, 4, TIMBRE_BIAS)
+                  for c in map(req.controls, range(len(req.segments)))]  # a named lead's / no drums' pull
         null = torch.full((12,), self.stages["semantic"].cfg.prefix_vocab, dtype=torch.long)
         total = clip_frames(min(s.duration, bounds[-1])) + extra_frames
         total += total % 2  # even: two codec frames per semantic id
@@ -243,21 +241,22 @@ class Cantus:
             gens = [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + k) for k in range(3)]
             guided = s.guidance != 1.0
             cool = melody is None and n_ctx == 0  # the sampling temperatures: see TEXT_ONLY_DEFAULTS
-            pre3 = torch.stack([prefix, null, prefix])  # conditional, unconditional, without the lead and drums
+            pre = torch.stack([prefix, null]) if guided else prefix[None]
             # stage 1: semantic ids for the window (melody and beat grid aligned by absolute time; both start with
             # the new audio: a continuation's context has neither)
             st1 = self.stages["semantic"]
             first = (produced - n_ctx) // 2  # piece frame (25 Hz) of the window's first frame
             j0 = max(0, -first)
-            absent = torch.tensor(st1.cfg.cond_vocabs[:base_streams(st1.cfg)])[None, :, None]
+            absent = torch.tensor(st1.cfg.cond_vocabs)[None, :, None]
             cond1 = absent.expand(1, -1, W // 2).clone()
             if melody is not None:
                 cond1[0, 0, j0:] = melody[first + j0:first + W // 2][: W // 2 - j0]
             b0 = 0 if req.context is not None else j0  # carried codes were made on the same beat
-            if base_streams(st1.cfg) > 1 and bpms[seg_i] is not None:
+            if len(st1.cfg.cond_vocabs) > 1 and bpms[seg_i] is not None:
                 cond1[0, 1, b0:] = beat_grid(bpms[seg_i], W // 2 - b0, first + b0, req.beat)
             melody_row = cond1[:, :1]  # [1, 1, W // 2]: the hum (or 'absent') where the window's ids are
-            cond1 = branch_streams(st1.cfg, cond1, *named[seg_i], guided, TIMBRE_GUIDANCE)  # + the lead and drums named
+            if guided:
+                cond1 = torch.cat([cond1, _uncond(st1, cond1)])
             # drafts are ranked against words; ranking them against a reference's style bought nothing measurable
             n_drafts = int(s.drafts) if cool and self.ranker is not None and req.prompt(seg_i).strip() else 1
             sem_gens = gens[:1] + [torch.Generator().manual_seed(int(s.seed) * 1009 + w * 31 + 1_000_003 * d)
@@ -265,9 +264,8 @@ class Cantus:
             p1 = s.params("semantic", cool, n_drafts > 1 and bpms[seg_i] is None)
             if keys[seg_i] is not None and self.semantic.key_profile is not None:  # pull the ids into the key
                 p1.bias = KEY_BIAS * self.semantic.key_profile[:, keys[seg_i]]
-            p1.timbre_guidance = TIMBRE_GUIDANCE
-            sem = StageSampler(st1, pre3[:len(cond1)].repeat_interleave(n_drafts, 0), cond1.repeat_interleave(n_drafts, 0),
-                               W // 2, p1, sem_gens, ctx_sem[None])
+            sem = StageSampler(st1, pre.repeat_interleave(n_drafts, 0), cond1.repeat_interleave(n_drafts, 0), W // 2,
+                               p1, sem_gens, ctx_sem[None])
             while not sem.done:
                 _check(cancel)
                 sem.advance()
@@ -278,12 +276,13 @@ class Cantus:
             sem_frames = frame_ids(sem_ids[None], W, self.semantic.cardinality)  # [1, W]
             # stages 2 and 3 interleaved: fine step s needs coarse frames up to s + 2
             cond2 = sem_ids[None, None]
-            if base_streams(self.stages["coarse"].cfg) > 1:  # a coarse stage that reads the melody as well
+            if len(self.stages["coarse"].cfg.cond_vocabs) > 1:  # a coarse stage that reads the melody as well
                 cond2 = torch.cat([cond2, melody_row], 1)
-            cond2 = branch_streams(self.stages["coarse"].cfg, cond2, *named[seg_i], guided, TIMBRE_GUIDANCE)
+            if guided:
+                cond2 = torch.cat([cond2, _uncond(self.stages["coarse"], cond2)])
             p2 = s.params("coarse", cool)
-            p2.bias, p2.timbre_guidance = timbre[seg_i], TIMBRE_GUIDANCE
-            coarse = StageSampler(self.stages["coarse"], pre3[:len(cond2)], cond2, W, p2, gens[1], ctx_codes[:4])
+            p2.bias = timbre[seg_i]
+            coarse = StageSampler(self.stages["coarse"], pre, cond2, W, p2, gens[1], ctx_codes[:4])
             fine_cond = torch.full((1, 4, W), self.codec.cfg.codebook_size, dtype=torch.long)
             fine_cond[0, :, :n_ctx] = ctx_codes[:4]
             fine = StageSampler(self.stages["fine"], prefix[None], fine_cond, W, s.params("fine", cool), gens[2],
@@ -386,6 +385,13 @@ def _context_audio(audio: np.ndarray) -> torch.Tensor:
     """The last KEEP_S s of a clip to continue, [1, T]: whole semantic frames (1,920 samples) counted from its end."""
     a = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None, -int(KEEP_S * SAMPLE_RATE):]
     return a[:, a.shape[-1] % 1920:]
+
+
+def _uncond(stage, cond: torch.Tensor) -> torch.Tensor:
+    """The unconditional branch's streams: 'absent' if the stage was trained so (cond_dropout), else the same ones."""
+    if not stage.cfg.cond_dropout:
+        return cond
+    return torch.tensor(stage.cfg.cond_vocabs)[None, :, None].expand_as(cond).clone()
 
 
 def _check(cancel) -> None:

@@ -46,7 +46,6 @@ KEY_BIAS = 2.0
 # a named lead instrument (its family) or "no drums" adds this many times its column of the coarse codes' timbre
 # profile (engine.lm.timbre) to the coarse logits
 TIMBRE_BIAS = 1.0
-TIMBRE_GUIDANCE = 0.0  # a third guidance branch without the named lead and drums (stages with timbre streams)
 # "no drums" moves the prompt's MuLan embedding by this many times the profile's no-drums direction
 NO_DRUMS_SHIFT = 1.0
 

@@ -8,17 +8,7 @@ from engine.lm import patterns
 from engine.lm.model import StageLM, masked_loss, shift_right
 from engine.lm.sampler import StageSampler
 from engine.lm.sampling import SamplingParams, guide, sample
-from engine.lm.stages import (
-    BEAT_VOCAB,
-    FAMILIES,
-    beat_grid,
-    branch_streams,
-    default_config,
-    make_batch,
-    noisy_melody,
-    self_feed,
-    with_timbre,
-)
+from engine.lm.stages import BEAT_VOCAB, beat_grid, default_config, make_batch, noisy_melody, self_feed
 
 
 @pytest.mark.parametrize("K,T", [(1, 7), (4, 1), (4, 13)])
@@ -155,10 +145,6 @@ def test_guidance_batch_and_sampling_filters():
     logits = torch.tensor([[[1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0]]])
     assert torch.allclose(guide(logits, 1.0), logits[:1])
     assert torch.allclose(guide(logits, 2.0), torch.tensor([[[1.0, 3.0, 5.0]]]))
-    # a third branch without the named lead and drums: their difference is pushed further by the timbre weight
-    three = torch.cat([logits, torch.tensor([[[1.0, 2.0, 1.0]]])])
-    assert torch.allclose(guide(three, 2.0, 0.0, 3), guide(logits, 2.0))
-    assert torch.allclose(guide(three, 2.0, 1.5, 3), torch.tensor([[[1.0, 3.0, 8.0]]]))
     g = torch.Generator().manual_seed(0)
     lg = torch.tensor([0.0, 0.1, 5.0, 4.9])
     draws = {int(sample(lg, SamplingParams(top_k=2), g)) for _ in range(200)}
@@ -237,13 +223,12 @@ def test_guidance_training_drops_the_aligned_streams_with_the_prefix():
     assert (null & ~gone).any()
 
 
-@pytest.mark.parametrize("name,timbre", [("semantic", False), ("coarse", False), ("semantic", True), ("coarse", True)])
-def test_fine_tuning_init_adds_a_stream_without_changing_the_model(name, timbre):
-    """The streams an older stage lacks (the semantic stage's beat grid, the coarse stage's melody, the timbre
-    streams) start at zero."""
+@pytest.mark.parametrize("name", ["semantic", "coarse"])
+def test_fine_tuning_init_adds_a_stream_without_changing_the_model(name):
+    """The stream an older stage lacks (the semantic stage's beat grid, the coarse stage's melody) starts at zero."""
     from engine.train.stage import init_from
     sizes = {"codec_size": 32, "mulan_size": 8, "d_model": 32, "n_layer": 2, "n_head": 2}
-    new_cfg = default_config(name, 16, melody=name == "coarse", timbre=timbre, **sizes)
+    new_cfg = default_config(name, 16, melody=name == "coarse", **sizes)
     old_cfg = default_config(name, 16, **sizes)
     old_cfg.cond_vocabs = new_cfg.cond_vocabs[:1]
     torch.manual_seed(0)
@@ -297,40 +282,6 @@ def test_a_coarse_stage_that_reads_the_melody_gets_the_clips_tune_and_learns_wit
     assert 0.2 < absent.float().mean() < 0.5, "about 30% of examples without a melody (prompts without a hum)"
     kept = ~absent & (b["cond"][:, 1, -1] != 13)  # neither dropped nor started late
     assert (b["cond"][kept, 1] == tok["melody"][kept]).float().mean() > 0.7, "a tracker-like noisy copy of the tune"
-
-
-@pytest.mark.parametrize("name", ["semantic", "coarse"])
-def test_timbre_streams_carry_each_clips_lead_family_and_drums_and_are_often_absent(name):
-    """What "led by a cello, no drums" becomes for a stage: the clip's true lead family and drums in training, each
-    left out of about half the examples (prompts mostly name neither)."""
-    from engine.data.instruments import INSTRUMENTS
-    cfg = default_config(name, 16, codec_size=32, mulan_size=8, melody=True, timbre=True, d_model=32, n_layer=1,
-                         n_head=2)
-    tok = _tokens(400)
-    programs = [i.program for i in INSTRUMENTS.values() if not i.is_drums]
-    tok["lead"] = torch.tensor(programs * 10)[:400]
-    tok["drums"] = torch.rand(400, generator=torch.Generator().manual_seed(0)) < 0.6
-    fam = torch.tensor([FAMILIES.index(INSTRUMENTS[int(p)].family) for p in tok["lead"]])
-    n = len(cfg.cond_vocabs)
-    clean = make_batch(cfg, tok, torch.arange(400), torch.Generator().manual_seed(1), train=False)
-    assert torch.equal(clean["cond"][:, n - 2], fam[:, None].expand(-1, 250))
-    assert torch.equal(clean["cond"][:, n - 1], tok["drums"].long()[:, None].expand(-1, 250))
-    b = make_batch(cfg, tok, torch.arange(400), torch.Generator().manual_seed(1))
-    for row, absent, truth in ((n - 2, len(FAMILIES), fam), (n - 1, 2, tok["drums"].long())):
-        first = b["cond"][:, row, 0]
-        assert 0.35 < (first == absent).float().mean() < 0.7
-        given = first != absent
-        assert torch.equal(first[given], truth[given]), "never a wrong family or a wrong drums flag"
-    one = with_timbre(cfg, torch.zeros(1, n - 2, 5, dtype=torch.long), "strings", False)
-    assert one[0, -2].tolist() == [FAMILIES.index("strings")] * 5 and one[0, -1].tolist() == [0] * 5
-    assert with_timbre(cfg, torch.zeros(1, n - 2, 5, dtype=torch.long), None, None)[0, -2:, 0].tolist() == [
-        len(FAMILIES), 2]
-    base = torch.zeros(1, n - 2, 5, dtype=torch.long)
-    rows = branch_streams(cfg, base, "strings", False, guided=True, timbre_guidance=2.0)
-    assert rows.shape[0] == 3 and torch.equal(rows[0], one[0]), "conditional, unconditional, without lead and drums"
-    assert rows[2, -2:, 0].tolist() == [len(FAMILIES), 2] and torch.equal(rows[2, :-2], base[0])
-    assert branch_streams(cfg, base, None, None, guided=True, timbre_guidance=2.0).shape[0] == 2, "nothing named"
-    assert branch_streams(cfg, base, "strings", False, guided=False, timbre_guidance=2.0).shape[0] == 1
 
 
 def test_noisy_melody_stays_mostly_right():

@@ -44,8 +44,6 @@ class StageConfig:
     dropout: float = 0.0
     cond_dropout: float = 0.0  # share of null-prefix training examples whose aligned streams are 'absent' as well:
     # > 0 means guidance's unconditional branch drops them too, so guidance also sharpens what they ask for
-    timbre_families: tuple[str, ...] = ()  # non-empty: the last two streams are the lead's family (in this order)
-    # and whether drums play (engine.lm.stages.timbre_rows)
     version: str = "dev"
 
     @classmethod

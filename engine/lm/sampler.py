@@ -40,10 +40,9 @@ class StageSampler:
         self.S = n_frames + self.K - 1
         if self.S > cfg.max_steps:
             raise ValueError(f"{cfg.name}: a window of {n_frames} frames exceeds the model's {cfg.max_steps} steps")
-        if prefix.shape[0] not in (self.B, 2 * self.B, 3 * self.B):
+        if prefix.shape[0] not in (self.B, 2 * self.B):
             raise ValueError(f"{cfg.name}: {prefix.shape[0]} prefix rows for {self.B} drafts")
-        self.branches = prefix.shape[0] // self.B
-        self.guided = self.branches > 1
+        self.guided = prefix.shape[0] == 2 * self.B
         self.cond_ids = model.pad_cond(cond, self.S) if cond is not None else None
         self.cond_all = None
         if cond is not None and not progressive:
@@ -65,7 +64,7 @@ class StageSampler:
     def _inputs(self, a: int, b: int) -> torch.Tensor:
         start = torch.full((self.B, self.K, 1), self.model.cfg.vocab, dtype=torch.long)
         x = torch.cat([start, self.grid], 2)[:, :, a:b]  # input of step s is the grid at s - 1
-        return torch.cat([x] * self.branches)
+        return torch.cat([x, x]) if self.guided else x
 
     def _cond(self, a: int, b: int) -> torch.Tensor | None:
         if self.cond_ids is None:
@@ -93,7 +92,7 @@ class StageSampler:
         s = self.s
         logits = self._feed(1)[:, :, 0]  # [G x B, K, V]
         if self.guided:
-            logits = guide(logits, self.params.guidance, self.params.timbre_guidance, self.branches)
+            logits = guide(logits, self.params.guidance)
         for r, gen in enumerate(self.gens):
             ids = sample(logits[r], self.params, gen)  # [K]
             for k in range(self.K):

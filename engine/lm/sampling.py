@@ -18,7 +18,6 @@ class SamplingParams:
     top_p: float = 1.0  # 1 = off
     guidance: float = 1.0
     bias: torch.Tensor | None = None  # [V] added to the (guided) logits before the temperature: a named key's pull
-    timbre_guidance: float = 0.0  # with a third branch (the streams without the named lead and drums): its weight
 
     def validate(self, name: str = "") -> SamplingParams:
         where = f" ({name})" if name else ""
@@ -33,12 +32,8 @@ class SamplingParams:
         return self
 
 
-def guide(logits: torch.Tensor, scale: float, timbre: float = 0.0, branches: int = 2) -> torch.Tensor:
-    """logits [2B, ...] (conditional first, then unconditional) -> [B, ...]; with ``branches`` 3, a third B rows:
-    the conditional input without the named lead and drums, and ``timbre`` times the difference they make added."""
-    if branches == 3:
-        cond, uncond, plain = logits.chunk(3)
-        return uncond + scale * (cond - uncond) + timbre * (cond - plain)
+def guide(logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """logits [2B, ...] (conditional first, then unconditional) -> [B, ...]."""
     cond, uncond = logits.chunk(2)
     return uncond + scale * (cond - uncond)
 

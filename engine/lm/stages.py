@@ -16,11 +16,6 @@ streams too (the stage's unconditional branch in guidance). Melody tokens are th
 modes simulated (measured on hums of the test split: ~89% of voiced frames right; misses are mostly short dropouts
 and boundary shifts).
 
-Timbre streams (``timbre=True``): the lead instrument's family and whether drums play, one id on every frame, each
-absent in half of the training examples; at generation they come from what the prompt names ("led by a cello",
-"no drums"). The MuLan tokens alone barely carry them: conditioned on the audio tokens of real drumless clips of
-drummed styles, the stages trained without these streams put drums in 21 of 24 clips.
-
 Beat grid: the quarter-beat phase (0-3) of each 25 Hz frame of a steady tempo, frame 0 on a beat, the same labels
 the semantic tokenizer learned to carry (``engine.semantic.model.frame_labels``). Corpus clips start on a beat, so
 training reads it from the clip's tempo; at inference it comes from a BPM the prompt names (or ``Settings.bpm``).
@@ -31,7 +26,6 @@ from __future__ import annotations
 
 import torch
 
-from ..data.instruments import INSTRUMENTS
 from ..melody import VOCAB as MELODY_VOCAB
 from . import patterns
 from .model import StageConfig, shift_right
@@ -41,8 +35,6 @@ CODEC_FRAMES = 500  # 10 s at 50 Hz
 FRAME_RATE = 25
 P_NULL_PREFIX, P_NO_MELODY, P_NO_BEAT, P_TEXT = 0.15, 0.3, 0.3, 0.5
 BEAT_VOCAB = 4  # quarter-beat phases; id 4 = absent
-P_NO_TIMBRE = 0.5  # each timbre stream is absent this often in training: prompts mostly name neither
-FAMILIES = tuple(sorted({i.family for i in INSTRUMENTS.values() if not i.is_drums}))
 LATE_MAX = 49  # latest training start, 25 Hz frames (~2 s; the shipped stages' recipe)
 
 
@@ -54,68 +46,21 @@ def beat_grid(bpm: float, n_frames: int, start: int = 0, beat: float = 0.0) -> t
 
 
 def default_config(name: str, n_semantic: int, codec_size: int = 1024, mulan_size: int = 1024, melody: bool = False,
-                   timbre: bool = False, **kw) -> StageConfig:
+                   **kw) -> StageConfig:
     """``melody``: the coarse stage also reads the melody tokens (the hum reaches the acoustic tokens directly, not
-    only through the semantic ids the semantic stage drew); ``timbre``: the semantic or coarse stage reads the
-    lead-family and drums streams."""
+    only through the semantic ids the semantic stage drew)."""
     common = dict(prefix_len=12, prefix_vocab=mulan_size, **kw)
-    extra = dict(timbre_families=FAMILIES) if timbre else {}
-    more = (len(FAMILIES), 2) if timbre else ()
     if name == "semantic":
-        return StageConfig(name=name, n_codebooks=1, vocab=n_semantic, cond_vocabs=(MELODY_VOCAB, BEAT_VOCAB) + more,
-                           cond_ratio=1, max_steps=CLIP_FRAMES, cond_dropout=0.5, **extra, **common)
+        return StageConfig(name=name, n_codebooks=1, vocab=n_semantic, cond_vocabs=(MELODY_VOCAB, BEAT_VOCAB),
+                           cond_ratio=1, max_steps=CLIP_FRAMES, cond_dropout=0.5, **common)
     if name == "coarse":
         return StageConfig(name=name, n_codebooks=4, vocab=codec_size,
-                           cond_vocabs=((n_semantic, MELODY_VOCAB) if melody else (n_semantic,)) + more, cond_ratio=2,
-                           max_steps=CODEC_FRAMES + 3, cond_dropout=0.67, **extra, **common)
+                           cond_vocabs=(n_semantic, MELODY_VOCAB) if melody else (n_semantic,), cond_ratio=2,
+                           max_steps=CODEC_FRAMES + 3, cond_dropout=0.67, **common)
     if name == "fine":
         return StageConfig(name=name, n_codebooks=4, vocab=codec_size, cond_vocabs=(codec_size,) * 4, cond_ratio=1,
                            max_steps=CODEC_FRAMES + 3, **common)
     raise ValueError(f"unknown stage {name!r}: semantic, coarse or fine")
-
-
-def base_streams(cfg: StageConfig) -> int:
-    """How many of the stage's aligned streams come before the timbre streams."""
-    return len(cfg.cond_vocabs) - 2 * bool(cfg.timbre_families)
-
-
-def timbre_rows(cfg: StageConfig, families: list[str | None], drums: list[bool | None], n: int) -> torch.Tensor:
-    """[B, 2, n]: the lead-family and drums ids of B clips on every frame ('absent' for None, or for a family the
-    stage was not trained with)."""
-    absent = len(cfg.timbre_families)
-    fam = [cfg.timbre_families.index(f) if f in cfg.timbre_families else absent for f in families]
-    dr = [2 if d is None else int(d) for d in drums]
-    return torch.tensor([fam, dr], dtype=torch.long).t()[:, :, None].expand(-1, -1, n).clone()
-
-
-def with_timbre(cfg: StageConfig, cond: torch.Tensor, family: str | None, drums: bool | None) -> torch.Tensor:
-    """cond [B, base streams, T] -> with the timbre streams appended, when the stage reads them."""
-    if not cfg.timbre_families:
-        return cond
-    B, _, n = cond.shape
-    return torch.cat([cond, timbre_rows(cfg, [family] * B, [drums] * B, n)], 1)
-
-
-def branch_streams(cfg: StageConfig, base: torch.Tensor, family: str | None, drums: bool | None, guided: bool,
-                   timbre_guidance: float = 0.0) -> torch.Tensor:
-    """[G, C, T]: a sampler's conditioning rows from its base streams [1, c, T], the named lead and drums appended
-    (``with_timbre``); guided, the unconditional branch's; with ``timbre_guidance`` and something named, a third
-    branch without the lead and drums, which guidance pushes away from."""
-    cond = with_timbre(cfg, base, family, drums)
-    if not guided:
-        return cond
-    rows = [cond, uncond_streams(cfg, cond)]
-    if timbre_guidance and cfg.timbre_families and (family, drums) != (None, None):
-        rows.append(with_timbre(cfg, base, None, None))
-    return torch.cat(rows)
-
-
-def uncond_streams(cfg: StageConfig, cond: torch.Tensor) -> torch.Tensor:
-    """Guidance's unconditional branch of ``cond``: every stream 'absent' if the stage was trained so
-    (``cond_dropout``), else the same streams."""
-    if not cfg.cond_dropout:
-        return cond
-    return torch.tensor(cfg.cond_vocabs)[None, :, None].expand_as(cond).clone()
 
 
 def noisy_melody(tokens: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -158,7 +103,7 @@ def make_batch(cfg: StageConfig, tok: dict, idx: torch.Tensor, g: torch.Generato
     if cfg.name == "semantic":
         out = tok["semantic"][idx][:, None]  # [B, 1, 250]
         streams = [melody()]
-        if base_streams(cfg) > 1:  # a stage trained before the beat grid has the melody stream only
+        if len(cfg.cond_vocabs) > 1:  # a stage trained before the beat grid has the melody stream only
             beat = torch.stack([beat_grid(float(tok["tempo"][i]), out.shape[-1]) for i in idx.tolist()])
             if train:
                 beat[torch.rand(B, generator=g) < P_NO_BEAT] = BEAT_VOCAB
@@ -166,18 +111,10 @@ def make_batch(cfg: StageConfig, tok: dict, idx: torch.Tensor, g: torch.Generato
         cond, ratio = torch.stack(streams, 1), 1
     elif cfg.name == "coarse":
         out, cond, ratio = tok["codec"][idx, :4], tok["semantic"][idx][:, None], 2
-        if base_streams(cfg) > 1:
+        if len(cfg.cond_vocabs) > 1:
             cond = torch.cat([cond, melody()[:, None]], 1)
     else:
         out, cond, ratio = tok["codec"][idx, 4:8], tok["codec"][idx, :4], 1
-    if cfg.timbre_families:
-        fams = [INSTRUMENTS[int(p)].family for p in tok["lead"][idx]]
-        drums = [bool(d) for d in tok["drums"][idx]]
-        if train:
-            keep = (torch.rand(2, B, generator=g) >= P_NO_TIMBRE).tolist()
-            fams = [f if k else None for f, k in zip(fams, keep[0])]
-            drums = [d if k else None for d, k in zip(drums, keep[1])]
-        cond = torch.cat([cond, timbre_rows(cfg, fams, drums, cond.shape[-1])], 1)
     if train and cfg.cond_dropout:
         cond = cond.clone()
         cond[null & (torch.rand(B, generator=g) < cfg.cond_dropout)] = torch.tensor(cfg.cond_vocabs)[:, None]

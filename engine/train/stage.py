@@ -11,10 +11,9 @@ checkpoint really ships. Runs under ``torchrun`` (gradients all-reduced).
 
 ``--init DIR`` starts from a trained stage of the same width (fine-tuning): its weights are loaded by name, and a
 conditioning stream the old stage did not have (the semantic stage's beat grid, the coarse stage's melody with
-``--melody``, the lead-family and drums streams with ``--timbre-streams``) starts as a zero embedding, so the
-fine-tuned model begins exactly where the old one was. ``--n-layer`` may add blocks (identity at the start) and
-``--prefix-rank`` factorise the MuLan prefix tables (``init_from``): the trained tables are nearly low-rank (at rank
-64 the coarse stage's validation loss moves by 0.0006).
+``--melody``) starts as a zero embedding, so the fine-tuned model begins exactly where the old one was. ``--n-layer``
+may add blocks (identity at the start) and ``--prefix-rank`` factorise the MuLan prefix tables (``init_from``):
+the trained tables are nearly low-rank (at rank 64 the coarse stage's validation loss moves by 0.0006).
 
 ``coarse --timbre-profile TOKENS...`` fits the coarse codes' timbre profile (``engine.lm.timbre``) into
 ``ASSETS/stages`` instead of training.
@@ -223,8 +222,6 @@ def main(argv=None) -> int:
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--init", type=Path, default=None, help="start from the stage in this folder (fine-tuning)")
     ap.add_argument("--melody", action="store_true", help="coarse: read the melody tokens as well as the semantic ids")
-    ap.add_argument("--timbre-streams", action="store_true",
-                    help="semantic / coarse: read the lead's family and whether drums play (what a prompt names)")
     ap.add_argument("--late-seconds", type=float, default=LATE_MAX / FRAME_RATE,
                     help="half of the training clips start up to this late (mid-piece starts, as in long form)")
     ap.add_argument("--self-feed", type=float, default=0.0,
@@ -261,9 +258,7 @@ def main(argv=None) -> int:
     sizes = {"n_semantic": json.loads((a.assets / "semantic" / "semantic.json").read_text())["n_tokens"],
              "codec_size": json.loads((a.assets / "codec" / "codec.json").read_text())["codebook_size"],
              "mulan_size": json.loads((a.assets / "mulan" / "mulan.json").read_text())["token_size"]}
-    if a.timbre_streams and a.stage == "fine":
-        ap.error("--timbre-streams is for the semantic and coarse stages")
-    cfg = default_config(a.stage, **sizes, melody=a.melody, timbre=a.timbre_streams, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head,
+    cfg = default_config(a.stage, **sizes, melody=a.melody, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head,
                          prefix_rank=a.prefix_rank, dropout=a.dropout, version=json.dumps(versions, sort_keys=True))
     model = StageLM(cfg)
     if a.init is not None:

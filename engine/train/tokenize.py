@@ -133,7 +133,7 @@ def melody_tokens(data: str, split: str, out: Path, track_voice: int = 0) -> Pat
 
 def load(out: Path, split: str, versions: dict, codec: bool = True, mulan_key: str | None = None) -> dict:
     """-> {"ids", "codec" [N,8,500], "semantic" [N,250], "mulan_audio" [N,12], "mulan_text" [N,C,12], "melody" [N,250],
-    "tempo" [N] BPM, "lead" [N] GM program, "drums" [N] bool}
+    "tempo" [N] BPM}
     (no "codec" when ``codec`` is False: the semantic stage does not need it). ``mulan_key``: the MuLan's
     ``cfg.token_key`` (default: its version)."""
     s = torch.load(out / f"semantic-{split}-{versions['semantic']}.pt", weights_only=False)
@@ -142,8 +142,6 @@ def load(out: Path, split: str, versions: dict, codec: bool = True, mulan_key: s
     assert s["ids"] == m["ids"] == mel["ids"], f"token files of {split} disagree on the clips"
     tok = {"ids": s["ids"], "semantic": s["tokens"].long(), "mulan_audio": m["audio"].long(),
            "mulan_text": m["text"].long(), "melody": mel["tokens"].long(), "tempo": mel["tempo"].float()}
-    if "lead" in mel:  # token files written before the timbre streams lack them
-        tok["lead"], tok["drums"] = mel["lead"].long(), mel["drums"].bool()
     if codec:
         c = torch.load(out / f"codec-{split}-{versions['codec']}.pt", weights_only=False)
         assert c["ids"] == s["ids"], f"codec tokens of {split} are of other clips"
