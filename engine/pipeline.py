@@ -12,16 +12,15 @@ A melody shorter than the music repeats. Each stage of each window draws from it
 window, stage), so chunking and interleaving never change the result.
 
 Decoding: a codec whose decoder reads semantic ids (``Codec.conditioned``) gets those the semantic stage drew, so
-their melody reaches the audio where the acoustic codes lose it (``code_stream``'s ninth row).
-
-Drafts: text alone from nothing draws ``Settings.drafts`` drafts of the window's semantic ids in one batch (at
-DRAFT_SEMANTIC) and keeps the one the draft ranker (``engine.mulan.ranker``) scores closest to the prompt.
+their melody reaches the audio where the acoustic codes lose it (``code_stream``'s ninth row). Drafts: text alone
+from nothing draws ``Settings.drafts`` drafts of the window's semantic ids in one batch (at DRAFT_SEMANTIC) and keeps
+the one the draft ranker (``engine.mulan.ranker``) scores closest to the prompt.
 
 Controls: a BPM the prompt names (or a tempo word's, or ``Settings.bpm``) is the semantic stage's beat grid; a named
 key pulls the semantic ids drawn into it (``KEY_BIAS`` x its column of ``engine.semantic.keys``, added to the
 logits; a reference's own tempo and key stand in for those the words do not name, its key not over a hum's notes),
 a named lead or "no drums" the coarse codes (``TIMBRE_BIAS``, ``engine.lm.timbre``), and "no drums" moves the
-prompt's MuLan embedding away from drums (``NO_DRUMS_SHIFT``).
+prompt's MuLan embedding away from drums (``NO_DRUMS_SHIFT``); the drum remover takes out what drums are left.
 """
 from __future__ import annotations
 
@@ -40,6 +39,7 @@ import torch
 from .codec import Codec
 from .codec.model import frame_ids
 from .controls import parse_key, transpose_tokens
+from .demix import DrumRemover, without_drums
 from .lm.model import StageLM
 from .lm.sampler import StageSampler
 from .lm.stages import BEAT_VOCAB, beat_grid
@@ -52,7 +52,6 @@ from .reference import check_reference, style_embedding, tempo_and_key
 from .semantic import SemanticTokenizer
 from .settings import (
     CODEC_RATE,
-    KEEP_S,
     KEY_BIAS,
     NO_DRUMS_SHIFT,
     SAMPLE_RATE,
@@ -62,6 +61,7 @@ from .settings import (
     Segment,
     Settings,
     clip_frames,
+    context_audio,
     prompt_bpm,
     window_plan,
 )
@@ -103,6 +103,7 @@ class Cantus:
         self.timbre = None  # the coarse codes' timbre profile (engine.lm.timbre), when the assets have one
         self._ctx_memo = self._ref_memo = None  # (weak reference to a continued clip / a style reference, what it gives)
         self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
+        self.drum_remover: DrumRemover | None = None
 
     @classmethod
     def load(cls, assets: str | Path = "assets", backend: str = "onnx", threads: int | None = None,
@@ -134,6 +135,8 @@ class Cantus:
                     DraftRanker.load(assets / "mulan"))
         model.backend = backend
         model.timbre = load_timbre_profile(assets / "stages", codec.cfg.version, model.mulan.cfg.version)
+        model.drum_remover = DrumRemover.load_if_present(assets / "demix")
+        model.versions["drum_remover"] = model.drum_remover.cfg.version if model.drum_remover is not None else None
         # onnxruntime runs the graphs, torch only samples between them: one torch thread is as fast on a quiet machine
         # and stays fast when another process holds a core (1.3 s vs 9-10 s per 10 s: OpenMP's barrier waits).
         model.torch_threads = 1 if backend == "onnx" else None
@@ -330,10 +333,10 @@ class Cantus:
 
     @torch.inference_mode()
     def _context(self, clip: np.ndarray) -> torch.Tensor:
-        """A continuation's context (``_context_audio``) as [9, n], the layout ``code_stream`` yields: its codes and
+        """A continuation's context (``context_audio``) as [9, n], the layout ``code_stream`` yields: its codes and
         each frame's semantic id, encoded once per clip. The stages start from them, the decoder warms up on them."""
         if self._ctx_memo is None or self._ctx_memo[0]() is not clip:
-            a = _context_audio(clip)  # whole semantic frames, so n = 2 x the ids
+            a = context_audio(clip)  # whole semantic frames, so n = 2 x the ids
             ctx = torch.zeros(9, 0, dtype=torch.long)
             if a.shape[-1]:
                 codes = self.codec.encode(a)[0, :, : a.shape[-1] // 480]
@@ -346,10 +349,10 @@ class Cantus:
         return -(-self.codec.delay // 480) if req.continuation is not None else 0
 
     def decode_stream(self, codes: Iterator[torch.Tensor], req: Request) -> Iterator[np.ndarray]:
-        """Codes of new frames -> audio chunks. A continuation warms the decoder up on its context, which ends
-        exactly where the user's clip ends; the decoder's output lags its codes by ``codec.delay`` samples (60 ms),
-        whose first part is the context's own end: it is dropped, and the extra frames ``_lead`` asked for fill the
-        length, so the original followed by the extension joins without repeating a note onset."""
+        """Codes of new frames -> audio chunks (without drums when every segment's prompt refuses them). A
+        continuation warms the decoder up on its context, which ends where the user's clip ends; the decoder's output
+        lags its codes by ``codec.delay`` samples (60 ms), whose first part is the context's own end: it is dropped,
+        and the extra frames ``_lead`` asked for fill the length, so the extension joins without a repeated onset."""
         state, skip, left = None, 0, None
         if req.continuation is not None:
             ctx = self._context(req.continuation)
@@ -357,16 +360,20 @@ class Cantus:
                 _, state = self.decoder.decode_step(ctx[None, :8], None, ctx[8:9])
                 skip = self.codec.delay
             left = clip_frames(min(req.settings.duration, sum(s.seconds for s in req.segments))) * 480
-        for c in codes:  # [8, n] codes, or [9, n]: codes and each frame's semantic id (code_stream)
-            ids = c[8:9] if c.shape[0] == 9 else None
-            audio, state = self.decoder.decode_step(c[None, :8], state, ids)
-            audio = np.asarray(audio[0], dtype=np.float32)
-            cut = min(skip, len(audio))
-            audio, skip = audio[cut:], skip - cut
-            if left is not None:
-                audio, left = audio[:left], left - min(left, len(audio))
-            if len(audio):
-                yield audio
+        def decoded():
+            nonlocal state, skip, left
+            for c in codes:  # [8, n] codes, or [9, n]: codes and each frame's semantic id (code_stream)
+                ids = c[8:9] if c.shape[0] == 9 else None
+                audio, state = self.decoder.decode_step(c[None, :8], state, ids)
+                audio = np.asarray(audio[0], dtype=np.float32)
+                cut = min(skip, len(audio))
+                audio, skip = audio[cut:], skip - cut
+                if left is not None:
+                    audio, left = audio[:left], left - min(left, len(audio))
+                if len(audio):
+                    yield audio
+        refused = self.drum_remover is not None and all(req.controls(i).drums is False for i in range(len(req.segments)))
+        yield from without_drums(decoded(), self.drum_remover) if refused else decoded()
 
 
 @contextmanager
@@ -379,12 +386,6 @@ def _torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def _context_audio(audio: np.ndarray) -> torch.Tensor:
-    """The last KEEP_S s of a clip to continue, [1, T]: whole semantic frames (1,920 samples) counted from its end."""
-    a = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None, -int(KEEP_S * SAMPLE_RATE):]
-    return a[:, a.shape[-1] % 1920:]
 
 
 def _uncond(stage, cond: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,12 @@ def window_plan(total: int, n_ctx: int = 0, tail_s: float | None = None) -> list
     return plan
 
 
+def context_audio(audio: np.ndarray) -> torch.Tensor:
+    """The last KEEP_S s of a clip to continue, [1, T]: whole semantic frames (1,920 samples) counted from its end."""
+    a = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None, -int(KEEP_S * SAMPLE_RATE):]
+    return a[:, a.shape[-1] % 1920:]
+
+
 @dataclass
 class Settings:
     duration: float = 10.0

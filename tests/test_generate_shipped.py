@@ -71,14 +71,14 @@ def test_an_extension_starts_where_the_clip_ends(cantus, tiny_corpus):
     the peak of the envelope correlation averaged over three clips: one clip's can be periodic (tiny train clip 0 has
     near-equal peaks at +5 and +20 ms, 0.461 / 0.463 with decoder istft-s28940), while a real shift moves them all."""
     from engine.data.dataset import CorpusDataset
-    from engine.pipeline import _context_audio
+    from engine.settings import context_audio
     ds = CorpusDataset(tiny_corpus, "train")
     lags = range(-30, 31)  # 5 ms steps: +-150 ms
     t = 24_000 * 4 + 700  # not a whole number of frames
     scores = []
     for i in range(3):
         a = ds[i].audio
-        L = _context_audio(a[:t]).shape[-1]
+        L = context_audio(a[:t]).shape[-1]
         codes = cantus.codec.encode(torch.from_numpy(a[t - L: t + 48_000])[None])[:, :, L // 480:]
         req = Request([Segment("x", 2.0)], Settings(duration=2.0), continuation=a[:t])
         out = np.concatenate(list(cantus.decode_stream(iter([codes[0]]), req)))

@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from .arrange import arrange
+from .arrange import Arrangement, arrange
 from .captions import clip_tags, make_caption
 from .melodies import Melody, corpus_paths, load_melodies
 from .plan import GENERATED_FRACTION, MelodyPool, plan_clip
@@ -77,17 +77,22 @@ def _record(spec, melody: Melody, arr, voice, out: Path) -> dict:
     }
 
 
-def clip_notes(record: dict, pool: MelodyPool) -> tuple[list, list]:
-    """A clip's exact notes, (pitch, start s, end s) each: (the melody, every pitched note of the arrangement).
-
-    The clip's plan is re-run (``plan_clip`` and ``arrange`` are deterministic from the build seed and the clip's
-    index); the melody is checked against the one its record holds."""
+def clip_arrangement(record: dict, pool: MelodyPool) -> Arrangement:
+    """A clip's arrangement, its plan re-run (``plan_clip`` and ``arrange`` are deterministic from the build seed and
+    the clip's index) and its melody checked against the one its record holds (ValueError if another code version
+    built the corpus)."""
     spec, melody = plan_clip(record["index"], record["plan"]["seed"], pool, record["duration"])
     arr = arrange(melody, spec)
-    lead = [(n.pitch, n.start, n.end) for n in arr.lead]
-    if [[p, round(a, 4), round(b, 4)] for p, a, b in lead] != record["melody"]["notes"]:
+    if [[n.pitch, round(n.start, 4), round(n.end, 4)] for n in arr.lead] != record["melody"]["notes"]:
         raise ValueError(f"{record['id']}: the re-run plan does not give the clip's melody (another code version "
                          "built this corpus); rebuild it")
+    return arr
+
+
+def clip_notes(record: dict, pool: MelodyPool) -> tuple[list, list]:
+    """A clip's exact notes, (pitch, start s, end s) each: (the melody, every pitched note of the arrangement)."""
+    arr = clip_arrangement(record, pool)
+    lead = [(n.pitch, n.start, n.end) for n in arr.lead]
     return lead, [(n.pitch, n.start, n.end) for t in arr.tracks if not t.is_drums for n in t.notes]
 
 

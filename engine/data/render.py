@@ -71,8 +71,9 @@ class Renderer:
         if self.sfid < 0:
             raise SynthUnavailable(f"FluidSynth could not load the soundfont {find_soundfont(soundfont)}.")
 
-    def render(self, arr: Arrangement, roles: tuple[str, ...] | None = None) -> np.ndarray:
-        """Mono float32 audio of exactly ``arr.duration`` seconds, loudness-normalised."""
+    def render(self, arr: Arrangement, roles: tuple[str, ...] | None = None, normalized: bool = True) -> np.ndarray:
+        """Mono float32 audio of exactly ``arr.duration`` seconds, loudness-normalised unless ``normalized`` is False
+        (stems that must add up to their mix)."""
         s = self.synth
         events: list[tuple[int, int, int, int, int]] = []  # (sample, order, channel, pitch, velocity)
         melodic = iter([c for c in range(16) if c != 9])
@@ -109,7 +110,7 @@ class Renderer:
             chunks.append(s.get_samples(total - pos))
         self._reset()
         stereo = np.concatenate(chunks).astype(np.float32).reshape(-1, 2) / 32768.0
-        return normalize(stereo.mean(axis=1))
+        return normalize(stereo.mean(axis=1)) if normalized else stereo.mean(axis=1)
 
     def _reset(self) -> None:
         for ch in range(16):

@@ -119,6 +119,9 @@ def main(argv=None) -> int:
         k.add_argument("--seeds", type=int, default=2)
         k.add_argument("--assets", default="assets")
         k.add_argument("--b", default=None, help="a second asset folder, run on the same prompts and seeds")
+        if name == "instruments":
+            k.add_argument("--drums-corpus", type=Path, default=None,
+                           help="a build with crossover whose tagger judges 'no drums' a second time")
         _outputs(k)
     fp = sub.add_parser("finepair", help="a candidate fine stage on real coarse codes, paired (engine.eval.finepair)")
     fp.add_argument("--tokens", type=Path, default=Path("runs/tokens"))
@@ -190,7 +193,8 @@ def main(argv=None) -> int:
             ap.error(f"{a.what}: --prompts and --seeds must be >= 1, got {a.prompts} and {a.seeds}")
         sides = (a.assets,) if a.b is None else (a.assets, a.b)
         bar = tqdm(total=per_prompt * a.prompts * a.seeds * len(sides), desc="clips")
-        full = mod.run(a.corpus, a.prompts, a.seeds, sides, progress=lambda: bar.update(1))
+        extra = {"drums_corpus": a.drums_corpus} if a.what == "instruments" else {}
+        full = mod.run(a.corpus, a.prompts, a.seeds, sides, progress=lambda: bar.update(1), **extra)
         bar.close()
         r, text = _report(full, mod.markdown, a)
     elif a.what == "finepair":

@@ -1,0 +1,160 @@
+"""Drums taken out of made audio, for prompts that refuse them ("a rock song with no drums").
+
+The stages cannot be made to leave drums out (a drummed style's codes bring them), so the decoded audio is cleaned
+instead: a small convolutional network reads the log magnitude of the STFT (1024 / 256 at 24 kHz) and gives a mask
+in [0, 1] per bin that keeps what is not drums; the mixture's phase is kept. It is trained on the corpus's own
+stems (``engine.train.demix``: each drummed clip rendered again as drums alone and as everything else), the input
+being the mix after a round trip through the codec, so it learns the audio the generator makes.
+
+``DrumRemover.stream()`` cleans audio chunk by chunk with the same result as the whole clip at once: a frame's mask
+reads ``context`` frames on either side, so the output lags the input by that plus a window (0.2 s);
+``without_drums`` hands a stream's chunks on in the sizes they came in, one chunk later.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .weights import load_weights, read_config, save_model
+
+
+@dataclass
+class DemixConfig:
+    n_fft: int = 1024
+    hop: int = 256
+    channels: int = 24
+    dilations: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 4), (2, 8), (1, 1))  # (frequency, time) per layer
+    version: str = "dev"  # what it was trained on: the corpus build and the codec of the round trip
+
+
+class DrumRemover(nn.Module):
+    def __init__(self, cfg: DemixConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers, cin = [], 1
+        for df, dt in cfg.dilations:
+            layers += [nn.Conv2d(cin, cfg.channels, 3, padding=(df, dt), dilation=(df, dt)), nn.GELU()]
+            cin = cfg.channels
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(cfg.channels, 1, 1)
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+
+    @property
+    def context(self) -> int:
+        """Frames of the magnitude a frame's mask reads on either side."""
+        return sum(dt for _, dt in self.cfg.dilations)
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        """STFT magnitude [B, F, T] -> the mask that keeps what is not drums [B, F, T]. The +2 starts an untrained
+        network near 'keep everything' (sigmoid(2) = 0.88)."""
+        h = self.body(torch.log1p(10 * mag)[:, None])
+        return torch.sigmoid(self.out(h)[:, 0] + 2.0)
+
+    def spectrum(self, audio: torch.Tensor) -> torch.Tensor:
+        """[B, n] audio -> its complex STFT [B, F, T], frames as the remover reads them."""
+        return torch.stft(audio, self.cfg.n_fft, self.cfg.hop, window=self.window, return_complex=True)
+
+    def save(self, path: str | Path) -> None:
+        save_model(self, path, "drums")
+
+    @classmethod
+    def load(cls, path: str | Path) -> DrumRemover:
+        model = cls(read_config(DemixConfig, path, "drums", "drum remover"))
+        model.load_state_dict(load_weights(Path(path) / "drums.safetensors"))
+        return model.eval()
+
+    @classmethod
+    def load_if_present(cls, path: str | Path) -> DrumRemover | None:
+        """The remover in ``path``, or None when the assets ship none (prompts that refuse drums then only steer)."""
+        return cls.load(path) if (Path(path) / "drums.json").is_file() else None
+
+    def remove(self, audio: np.ndarray) -> np.ndarray:
+        """A whole clip (float32 mono 24 kHz) without its drums, the same length."""
+        s = self.stream()
+        return np.concatenate([s.feed(audio), s.flush()])
+
+    def stream(self) -> DemixStream:
+        return DemixStream(self)
+
+
+class DemixStream:
+    """Feed audio chunks, get the cleaned audio back as far as it is final; ``flush`` gives the rest at the end.
+
+    Frames are laid over the input with n_fft - hop zeros before it, so every input sample is covered by the same
+    number of frames; the masks of frames [done, n - context) are final once n frames exist (the network's receptive
+    field is ``context`` frames each side, so a window starting ``context`` frames before them gives exactly what the
+    whole clip would), and a sample is final once every frame over it is.
+    """
+
+    def __init__(self, model: DrumRemover):
+        self.m, c = model, model.cfg
+        self.pad = c.n_fft - c.hop
+        self.buf = np.zeros(self.pad, dtype=np.float32)  # input from frame ``first``'s start on
+        self.first = 0  # the frame buf starts at
+        self.done = 0  # frames masked and overlap-added so far
+        self.ola = np.zeros(c.n_fft, dtype=np.float32)  # overlap-add from frame ``done``'s start on
+        self.skip = self.pad  # leading output samples that are the padding's
+        self.norm = float((model.window ** 2).sum() / c.hop)  # a hann window's squares overlap-add to this
+        self.left = 0  # input samples fed and not yet given back
+
+    def feed(self, audio: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio, dtype=np.float32)
+        self.buf, self.left = np.concatenate([self.buf, audio]), self.left + len(audio)
+        return self._give(self._run(final=False))
+
+    def flush(self) -> np.ndarray:
+        """The rest of the input, cleaned (the last frames read zeros beyond the end, as the whole clip would)."""
+        self.buf = np.concatenate([self.buf, np.zeros(self.m.cfg.n_fft, dtype=np.float32)])
+        return self._give(self._run(final=True))
+
+    def _give(self, out: np.ndarray) -> np.ndarray:
+        out = out[: self.left]
+        self.left -= len(out)
+        return out
+
+    @torch.inference_mode()
+    def _run(self, final: bool) -> np.ndarray:
+        c, ctx = self.m.cfg, self.m.context
+        n = self.first + (len(self.buf) - c.n_fft) // c.hop + 1 if len(self.buf) >= c.n_fft else self.first
+        upto = n if final else n - ctx  # frames whose masks are final
+        if upto <= self.done:
+            return np.zeros(0, dtype=np.float32)
+        lo = max(self.first, self.done - ctx)  # the window: context frames before the first new one
+        seg = torch.from_numpy(self.buf[(lo - self.first) * c.hop:(n - self.first - 1) * c.hop + c.n_fft])
+        frames = seg.unfold(0, c.n_fft, c.hop) * self.m.window  # [T, n_fft]
+        spec = torch.fft.rfft(frames, dim=-1)  # [T, F]
+        mask = self.m(spec.abs().T[None])[0].T
+        new = slice(self.done - lo, upto - lo)
+        clean = torch.fft.irfft(spec[new] * mask[new], n=c.n_fft, dim=-1) * self.m.window
+        k = upto - self.done
+        ola = np.concatenate([self.ola, np.zeros(k * c.hop, dtype=np.float32)])
+        for i, f in enumerate(clean.numpy()):
+            ola[i * c.hop:i * c.hop + c.n_fft] += f
+        out, self.ola = ola[: k * c.hop] / self.norm, ola[k * c.hop:]
+        self.done = upto
+        keep = max(self.first, self.done - ctx)  # input still needed: the next window's left context
+        self.buf, self.first = self.buf[(keep - self.first) * c.hop:], keep
+        cut = min(self.skip, len(out))
+        self.skip -= cut
+        return out[cut:].astype(np.float32)
+
+
+
+def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover) -> Iterator[np.ndarray]:
+    """Audio chunks -> the same audio without drums, in pieces as long as the longest chunk so far (a player that
+    streams whole seconds gets whole seconds): the first once the remover's look-ahead has arrived, one chunk later."""
+    s, buf, size = remover.stream(), np.zeros(0, dtype=np.float32), 0
+    for chunk in chunks:
+        size = max(size, len(chunk))
+        buf = np.concatenate([buf, s.feed(chunk)])
+        while size and len(buf) >= size:
+            yield buf[:size]
+            buf = buf[size:]
+    buf = np.concatenate([buf, s.flush()])
+    for i in range(0, len(buf), max(size, 1)):
+        yield buf[i:i + max(size, 1)]

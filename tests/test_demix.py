@@ -1,0 +1,95 @@
+"""The drum remover: what a "no drums" prompt's audio goes through (``engine.demix``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import Cantus, Request, Segment, Settings
+from engine.demix import DemixConfig, DrumRemover
+
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "demix"
+
+
+def _remover(mask_bias: float | None = None) -> DrumRemover:
+    torch.manual_seed(0)
+    m = DrumRemover(DemixConfig(channels=4)).eval()
+    if mask_bias is not None:  # a constant mask: sigmoid(bias + 2)
+        with torch.no_grad():
+            m.out.weight.zero_()
+            m.out.bias.fill_(mask_bias)
+    return m
+
+
+def _music(seconds: float = 3.0) -> np.ndarray:
+    t = np.arange(int(seconds * 24_000)) / 24_000
+    x = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 661 * t)
+    x[(t % 0.5) < 0.02] += np.random.default_rng(0).standard_normal(int(((t % 0.5) < 0.02).sum())) * 0.3  # clicks
+    return x.astype(np.float32)
+
+
+def test_a_streamed_clip_is_cleaned_exactly_as_the_whole_clip_whatever_the_chunks():
+    m, x = _remover(), _music()
+    whole = m.remove(x)
+    assert whole.shape == x.shape and np.abs(whole - x).max() > 1e-3  # a random mask does change the audio
+    for seed in range(3):
+        rng, s, parts, i = np.random.default_rng(seed), m.stream(), [], 0
+        while i < len(x):
+            k = int(rng.integers(1, 20_000))
+            parts.append(s.feed(x[i:i + k]))
+            i += k
+        parts.append(s.flush())
+        streamed = np.concatenate(parts)
+        assert streamed.shape == x.shape
+        np.testing.assert_allclose(streamed, whole, atol=1e-5)
+
+
+def test_a_stream_gives_back_all_but_a_fifth_of_a_second_at_once():
+    s, x = _remover().stream(), _music(2.0)
+    first = s.feed(x[:24_000])
+    assert 0.7 * 24_000 < len(first) < 24_000  # what is final of the first second: its look-ahead is held back
+    assert len(first) + len(s.feed(x[24_000:])) + len(s.flush()) == len(x)
+
+
+def test_a_mask_that_keeps_everything_gives_the_audio_back():
+    x = _music()
+    np.testing.assert_allclose(_remover(mask_bias=50.0).remove(x), x, atol=1e-5)
+
+
+def test_a_prompt_that_refuses_drums_goes_through_the_remover_and_others_do_not(tiny_assets):
+    model = Cantus.load(tiny_assets, backend="torch")
+    req = lambda p: Request([Segment(p, 2.0)], Settings(duration=2.0, seed=3))  # noqa: E731
+    as_made = {p: model.generate(req(p)) for p in ("a rock song with no drums", "a rock song")}
+    model.drum_remover = _remover(mask_bias=-50.0)  # a remover that takes everything out
+    silenced = model.generate(req("a rock song with no drums"))
+    assert silenced.shape == as_made["a rock song with no drums"].shape
+    assert np.abs(silenced).max() < 1e-3 < np.abs(as_made["a rock song with no drums"]).max()
+    np.testing.assert_array_equal(model.generate(req("a rock song")), as_made["a rock song"])
+    model.drum_remover = _remover()
+    chunks = list(model.generate_stream(req("a rock song with no drums"), chunk_seconds=0.5))
+    assert [len(c) for c in chunks] == [12_000] * 4  # the player still gets half seconds, none short
+    np.testing.assert_allclose(np.concatenate(chunks), model.generate(req("a rock song with no drums")), atol=1e-4)
+
+
+@pytest.mark.skipif(not (SHIPPED / "drums.json").is_file(), reason="no drum remover shipped in assets/demix")
+def test_the_shipped_remover_takes_the_drums_out_of_a_band_and_keeps_the_rest(tiny_corpus):
+    import json
+
+    from engine.data.build import clip_arrangement, melody_pool
+    from engine.data.render import Renderer
+    from engine.train.demix import stems
+
+    records = [json.loads(line) for line in (tiny_corpus / "train.jsonl").read_text().splitlines()]
+    drummed = [r for r in records if "drums" in r["tags"]["programs"]][:3]
+    assert drummed, "the tiny corpus has drummed clips"
+    pool, renderer, remover = melody_pool(tiny_corpus, None), Renderer(), DrumRemover.load(SHIPPED)
+    for r in drummed:
+        mix, rest = stems(renderer, clip_arrangement(r, pool))
+        out = remover.remove(mix)
+        drums_before = float(np.sum((mix - rest) ** 2))
+        drums_after = float(np.sum((out - rest) ** 2))
+        assert drums_after < 0.5 * drums_before, (r["id"], drums_after / drums_before)  # more than 3 dB of drums gone
+        kept = float(np.dot(out, rest) / np.dot(rest, rest))
+        assert kept > 0.7, (r["id"], kept)  # the rest of the band stays
