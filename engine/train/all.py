@@ -12,7 +12,8 @@ shipped):
 5. the tokenised corpus, its semantic ids' key profile (engine.semantic.keys) and its coarse codes' timbre profile
    (engine.lm.timbre), then the draft ranker on its ids;
 6. the codec's iSTFT decoder on the frozen codes (reading the semantic ids, pitch and phase losses), a distilled
-   faster encoder, and that encoder tuned through the frozen quantizer and decoder;
+   faster encoder, and that encoder tuned through the frozen quantizer and decoder; the drum remover on the
+   corpus's stems through that codec (engine.train.demix);
 7. the semantic, coarse (reading the melody too) and fine (narrower) stages;
 8. the evaluation report on what was shipped.
 
@@ -29,11 +30,11 @@ import json
 import sys
 from pathlib import Path
 
-from . import codec, mulan, semantic, stage, tokenize, transcriber
+from . import codec, demix, mulan, semantic, stage, tokenize, transcriber
 
 # Budgets of the full recipe, minutes per trainer (the shipped models had these or more, over several resumed runs).
 MINUTES = {"codec": 90, "mulan": 40, "mulan audio": 45, "ranker": 20, "decoder": 110, "distil": 90, "tune": 22,
-           "semantic stage": 40, "coarse stage": 90, "fine stage": 40, "transcriber": 60}
+           "semantic stage": 40, "coarse stage": 90, "fine stage": 40, "transcriber": 60, "drum remover": 60}
 STAGE_SHAPES = {"semantic": [], "coarse": ["--melody"], "fine": ["--d-model", "128", "--n-layer", "3"]}
 
 # The tiny recipe: models small enough that every step takes seconds, on a corpus whose seed gives it a
@@ -56,6 +57,7 @@ TINY = {
     "tune": ["--batch", "2", "--seconds", "0.2", "--context", "2", "--mix-clips", "2", "--steps", "4",
              "--eval-every", "4", "--eval-clips", "1"],
     "transcriber": ["--channels", "8", "--batch", "2", "--steps", "4", "--eval-every", "4"],
+    "drum remover": ["--channels", "4", "--clips", "6", "--batch", "2", "--steps", "4", "--eval-every", "4"],
     "stage": ["--d-model", "32", "--n-layer", "1", "--n-head", "2", "--batch", "2", "--steps", "4", "--eval-every",
               "4"],
 }
@@ -122,6 +124,10 @@ def recipe(a: argparse.Namespace) -> list[tuple[str, callable]]:
         train_and_ship(transcriber.main, ["--corpus", str(corpus), "--out", str(runs / "transcriber"), "--assets",
                                           str(assets), "--cache", str(runs / "cache"), *budget("transcriber")])
 
+    def drums() -> None:
+        train_and_ship(demix.main, ["--corpus", str(corpus), "--out", str(runs / "demix"), "--assets", str(assets),
+                                    "--cache", str(runs / "cache"), *budget("drum remover")])
+
     def finale() -> None:
         if tiny:
             from ..generate import main as generate
@@ -157,6 +163,7 @@ def recipe(a: argparse.Namespace) -> list[tuple[str, callable]]:
         ("codec encoder tuning", lambda: codec_phase(
             "tune", ["--tokens", str(tokens), "--init", str(assets / "codec"), "--semantic",
                      str(assets / "semantic")])),
+        ("drum remover", drums),
         ("semantic stage", stages("semantic")),
         ("coarse stage", stages("coarse")),
         ("fine stage", stages("fine")),
