@@ -45,6 +45,11 @@ class DrumRemover(nn.Module):
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
 
     @property
+    def lookahead(self) -> int:
+        """Input samples beyond a stretch of audio that its cleaned output waits for (a window and the context)."""
+        return self.cfg.n_fft + self.context * self.cfg.hop
+
+    @property
     def context(self) -> int:
         """Frames of the magnitude a frame's mask reads on either side."""
         return sum(dt for _, dt in self.cfg.dilations)
@@ -145,12 +150,14 @@ class DemixStream:
 
 
 
-def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover) -> Iterator[np.ndarray]:
-    """Audio chunks -> the same audio without drums, in pieces as long as the longest chunk so far (a player that
-    streams whole seconds gets whole seconds): the first once the remover's look-ahead has arrived, one chunk later."""
-    s, buf, size = remover.stream(), np.zeros(0, dtype=np.float32), 0
+def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover, size: int | None = None) -> Iterator[np.ndarray]:
+    """Audio chunks -> the same audio without drums, in pieces of ``size`` samples (default: the longest chunk so
+    far; a player that streams whole seconds gets whole seconds), each once the remover's look-ahead has arrived (a
+    first chunk ``lookahead`` longer than the rest gives the first piece at once)."""
+    s, buf, fixed = remover.stream(), np.zeros(0, dtype=np.float32), size
+    size = size or 0
     for chunk in chunks:
-        size = max(size, len(chunk))
+        size = fixed or max(size, len(chunk))
         buf = np.concatenate([buf, s.feed(chunk)])
         while size and len(buf) >= size:
             yield buf[:size]

@@ -73,7 +73,7 @@ class Cancelled(Exception):
 
 class Cantus:
     def __init__(self, codec: Codec, mulan: MuLan, semantic: SemanticTokenizer, stages: dict[str, StageLM],
-                 codec_backend=None, ranker: DraftRanker | None = None):
+                 codec_backend=None, ranker: DraftRanker | None = None, drum_remover: DrumRemover | None = None):
         self.codec, self.mulan, self.semantic, self.stages = codec, mulan, semantic, stages
         if ranker is not None and not ranker.fits(mulan.cfg, semantic.cfg.version):
             raise RuntimeError(f"the draft ranker was trained on MuLan {ranker.cfg.mulan} and semantic ids "
@@ -97,13 +97,14 @@ class Cantus:
         # what a saved clip records of the models that made it (the prompt prior changes a seed's audio too)
         self.versions = {**versions, "stages": {n: s.cfg.d_model for n, s in stages.items()},
                          "prompt_prior": mulan.prior.cfg.version if mulan.prior is not None else None,
-                         "draft_ranker": ranker.cfg.version if ranker is not None else None}
+                         "draft_ranker": ranker.cfg.version if ranker is not None else None,
+                         "drum_remover": drum_remover.cfg.version if drum_remover is not None else None}
         self.text_cache: dict[tuple, torch.Tensor] = {}
         self.prompt_embeddings: dict[str, torch.Tensor] = {}
         self.timbre = None  # the coarse codes' timbre profile (engine.lm.timbre), when the assets have one
         self._ctx_memo = self._ref_memo = None  # (weak reference to a continued clip / a style reference, what it gives)
         self.torch_threads: int | None = None  # torch's thread count while generating (None: leave it)
-        self.drum_remover: DrumRemover | None = None
+        self.drum_remover = drum_remover  # run on the audio of requests that refuse drums (engine.demix)
 
     @classmethod
     def load(cls, assets: str | Path = "assets", backend: str = "onnx", threads: int | None = None,
@@ -132,11 +133,9 @@ class Cantus:
         elif backend != "torch":
             raise ValueError(f"unknown backend {backend!r}: onnx or torch")
         model = cls(codec, MuLan.load(assets / "mulan"), SemanticTokenizer.load(assets / "semantic"), stages, decoder,
-                    DraftRanker.load(assets / "mulan"))
+                    DraftRanker.load(assets / "mulan"), DrumRemover.load_if_present(assets / "demix"))
         model.backend = backend
         model.timbre = load_timbre_profile(assets / "stages", codec.cfg.version, model.mulan.cfg.version)
-        model.drum_remover = DrumRemover.load_if_present(assets / "demix")
-        model.versions["drum_remover"] = model.drum_remover.cfg.version if model.drum_remover is not None else None
         # onnxruntime runs the graphs, torch only samples between them: one torch thread is as fast on a quiet machine
         # and stays fast when another process holds a core (1.3 s vs 9-10 s per 10 s: OpenMP's barrier waits).
         model.torch_threads = 1 if backend == "onnx" else None
@@ -205,10 +204,11 @@ class Cantus:
     # ------------------------------------------------------------------------------------------ codes
     @torch.inference_mode()
     def code_stream(self, req: Request, progress: Callable[[float, str], None] | None = None,
-                    cancel: Callable[[], bool] | None = None, chunk_frames: int = 50,
-                    extra_frames: int = 0) -> Iterator[torch.Tensor]:
-        """Yields [9, n] for consecutive new frames (50 Hz), chunk by chunk: the 8 code levels, then the semantic id
-        of each frame (``extra_frames`` beyond the duration: the decoder's delay, when continuing)."""
+                    cancel: Callable[[], bool] | None = None, chunk_frames: int = 50, extra_frames: int = 0,
+                    head_frames: int = 0) -> Iterator[torch.Tensor]:
+        """Yields [9, n] per chunk of new frames (50 Hz): the 8 code levels, then each frame's semantic id; with
+        ``extra_frames`` past the end (the decoder's delay, if continuing), the first ``head_frames`` longer (the drum
+        remover's look-ahead: its first piece then leaves at once)."""
         s = req.settings.validate()
         if not req.segments:
             raise GenerationError("give a prompt (or a story: a list of prompts with seconds)")
@@ -229,8 +229,7 @@ class Cantus:
                 key = parse_key(s.key)
                 tokens = transpose_tokens(tokens, key.tonic, key.mode)[0]
             melody = torch.as_tensor(np.resize(tokens, total // 2 + 1))
-        ctx_codes = torch.zeros(8, 0, dtype=torch.long)
-        ctx_sem = torch.zeros(0, dtype=torch.long)
+        ctx_codes, ctx_sem = torch.zeros(8, 0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
         if req.continuation is not None or req.context is not None:
             ctx = self._context(req.continuation) if req.context is None else req.context
             ctx_codes, ctx_sem = ctx[:8], ctx[8, ::2]
@@ -301,7 +300,7 @@ class Cantus:
                         fine.cond_ids[0, :, before:coarse.frames_done] = coarse.codes(before, coarse.frames_done)
                 fine.advance()
                 ready = fine.frames_done
-                if ready - emitted >= chunk_frames or (ready == W and ready > emitted):
+                if ready - emitted >= chunk_frames + (head_frames if produced == 0 else 0) or ready == W > emitted:
                     codes = torch.cat([coarse.codes(emitted, ready), fine.codes(emitted, ready),
                                        sem_frames[:, emitted:ready]])
                     produced += ready - emitted
@@ -318,8 +317,10 @@ class Cantus:
     def generate_stream(self, req: Request, progress=None, cancel=None, chunk_seconds: float = 1.0) -> Iterator[np.ndarray]:
         """Yields float32 mono 24 kHz chunks of at most ``chunk_seconds`` (>= 0.02 s) as they are decoded."""
         chunk = max(1, int(chunk_seconds * CODEC_RATE))
+        head = -(-self.drum_remover.lookahead // 480) if self.drum_remover is not None and req.refuses_drums() else 0
         with _torch_threads(self.torch_threads):
-            yield from self.decode_stream(self.code_stream(req, progress, cancel, chunk, self._lead(req)), req)
+            yield from self.decode_stream(self.code_stream(req, progress, cancel, chunk, self._lead(req), head), req,
+                                          chunk * 480)
 
     def threads(self):
         """A context in which torch runs with the generator's thread count (``torch_threads``)."""
@@ -348,20 +349,19 @@ class Cantus:
         """Frames to generate beyond the duration when continuing: they cover the decoder's delay."""
         return -(-self.codec.delay // 480) if req.continuation is not None else 0
 
-    def decode_stream(self, codes: Iterator[torch.Tensor], req: Request) -> Iterator[np.ndarray]:
-        """Codes of new frames -> audio chunks (without drums when every segment's prompt refuses them). A
-        continuation warms the decoder up on its context, which ends where the user's clip ends; the decoder's output
-        lags its codes by ``codec.delay`` samples (60 ms), whose first part is the context's own end: it is dropped,
-        and the extra frames ``_lead`` asked for fill the length, so the extension joins without a repeated onset."""
-        state, skip, left = None, 0, None
-        if req.continuation is not None:
-            ctx = self._context(req.continuation)
-            if ctx.shape[-1]:
-                _, state = self.decoder.decode_step(ctx[None, :8], None, ctx[8:9])
-                skip = self.codec.delay
-            left = clip_frames(min(req.settings.duration, sum(s.seconds for s in req.segments))) * 480
+    def decode_stream(self, codes: Iterator[torch.Tensor], req: Request, chunk: int | None = None) -> Iterator[np.ndarray]:
+        """Codes of new frames -> audio chunks (drums taken out, in pieces of ``chunk`` samples, if ``req`` refuses
+        them). A continuation warms the decoder up on its context, which ends where the user's clip ends; its output
+        lags the codes by ``codec.delay`` samples (60 ms), whose first part is the context's end: it is dropped, and
+        the extra frames ``_lead`` asked for fill the length, so the extension joins without a repeated onset."""
         def decoded():
-            nonlocal state, skip, left
+            state, skip, left = None, 0, None
+            if req.continuation is not None:
+                ctx = self._context(req.continuation)
+                if ctx.shape[-1]:
+                    _, state = self.decoder.decode_step(ctx[None, :8], None, ctx[8:9])
+                    skip = self.codec.delay
+                left = clip_frames(min(req.settings.duration, sum(s.seconds for s in req.segments))) * 480
             for c in codes:  # [8, n] codes, or [9, n]: codes and each frame's semantic id (code_stream)
                 ids = c[8:9] if c.shape[0] == 9 else None
                 audio, state = self.decoder.decode_step(c[None, :8], state, ids)
@@ -372,8 +372,8 @@ class Cantus:
                     audio, left = audio[:left], left - min(left, len(audio))
                 if len(audio):
                     yield audio
-        refused = self.drum_remover is not None and all(req.controls(i).drums is False for i in range(len(req.segments)))
-        yield from without_drums(decoded(), self.drum_remover) if refused else decoded()
+        refused = self.drum_remover is not None and req.refuses_drums()
+        yield from without_drums(decoded(), self.drum_remover, chunk) if refused else decoded()
 
 
 @contextmanager

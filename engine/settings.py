@@ -171,6 +171,10 @@ class Request:
             explicit = Controls(tonic=explicit.tonic, mode=explicit.mode, bpm=float(self.settings.bpm))
         return named.merged(explicit)
 
+    def refuses_drums(self) -> bool:
+        """Whether every segment's prompt refuses drums (the audio then goes through the drum remover)."""
+        return bool(self.segments) and all(self.controls(i).drums is False for i in range(len(self.segments)))
+
     def key_id(self, segment: int) -> int | None:
         """The key the segment's music is pulled into (``engine.semantic.keys.key_id``), None for the model's
         choice. A hum sets the notes: only an explicit key (which moves the hum) pulls a hummed request."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine import Cantus, Request, Segment, Settings
-from engine.demix import DemixConfig, DrumRemover
+from engine.demix import DemixConfig, DrumRemover, without_drums
 
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "demix"
 
@@ -51,6 +51,22 @@ def test_a_stream_gives_back_all_but_a_fifth_of_a_second_at_once():
     first = s.feed(x[:24_000])
     assert 0.7 * 24_000 < len(first) < 24_000  # what is final of the first second: its look-ahead is held back
     assert len(first) + len(s.feed(x[24_000:])) + len(s.flush()) == len(x)
+
+
+def test_a_first_chunk_longer_by_the_lookahead_is_cleaned_and_handed_on_at_once():
+    m, x = _remover(), _music(3.0)
+    pulled = []
+
+    def chunks():  # the decoder's chunks: the first one longer by the remover's look-ahead, as code_stream makes it
+        bounds = [0, 12_000 + m.lookahead, 24_000 + m.lookahead, len(x)]
+        for a, b in zip(bounds, bounds[1:]):
+            pulled.append(b)
+            yield x[a:b]
+    out = without_drums(chunks(), m, 12_000)
+    assert len(next(out)) == 12_000 and len(pulled) == 1  # the first second's half is out before more is made
+    rest = list(out)
+    assert [len(c) for c in rest] == [12_000] * 5
+    np.testing.assert_allclose(np.concatenate([x[:0], *rest]), m.remove(x)[12_000:], atol=1e-5)
 
 
 def test_a_mask_that_keeps_everything_gives_the_audio_back():
