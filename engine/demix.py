@@ -8,7 +8,7 @@ being the mix after a round trip through the codec, so it learns the audio the g
 
 ``DrumRemover.stream()`` cleans audio chunk by chunk with the same result as the whole clip at once: a frame's mask
 reads ``context`` frames on either side, so the output lags the input by that plus a window (0.2 s);
-``without_drums`` hands a stream's chunks on in the sizes they came in, one chunk later.
+``without_drums`` hands a stream's audio on in the player's chunk size.
 """
 from __future__ import annotations
 
@@ -149,19 +149,16 @@ class DemixStream:
         return out[cut:].astype(np.float32)
 
 
-
 def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover, size: int | None = None) -> Iterator[np.ndarray]:
-    """Audio chunks -> the same audio without drums, in pieces of ``size`` samples (default: the longest chunk so
-    far; a player that streams whole seconds gets whole seconds), each once the remover's look-ahead has arrived (a
-    first chunk ``lookahead`` longer than the rest gives the first piece at once)."""
-    s, buf, fixed = remover.stream(), np.zeros(0, dtype=np.float32), size
-    size = size or 0
+    """Audio chunks -> the same audio without drums, in pieces of ``size`` samples (None: as it becomes final), each
+    once the remover's look-ahead has arrived (a first chunk ``lookahead`` longer than the rest gives the first piece
+    at once). A player that streams whole seconds gets whole seconds."""
+    s, buf = remover.stream(), np.zeros(0, dtype=np.float32)
     for chunk in chunks:
-        size = fixed or max(size, len(chunk))
         buf = np.concatenate([buf, s.feed(chunk)])
-        while size and len(buf) >= size:
-            yield buf[:size]
-            buf = buf[size:]
-    buf = np.concatenate([buf, s.flush()])
-    for i in range(0, len(buf), max(size, 1)):
-        yield buf[i:i + max(size, 1)]
+        while len(buf) and len(buf) >= (size or 0):
+            piece, buf = (buf, buf[:0]) if size is None else (buf[:size], buf[size:])
+            yield piece
+    tail = np.concatenate([buf, s.flush()])
+    for i in range(0, len(tail), size or max(len(tail), 1)):
+        yield tail[i:i + (size or len(tail))]

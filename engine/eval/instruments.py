@@ -90,14 +90,14 @@ def run(corpus: Path, n: int, seeds: int = 2, assets: tuple[str, ...] = ("assets
         judge = Cantus.load(assets[0]).mulan if side == "b" else model.mulan  # one judge for both sides
         for j in jobs:
             audio = model.generate(Request([Segment(j["prompt"], seconds)], Settings(duration=seconds, seed=j["seed"])))
-            probs = tagger.probs(features(audio)[None])
+            f = features(audio)[None]
+            probs = tagger.probs(f)
             heard = {t: tagger.classes[t][int(probs[t][0].argmax())] for t in ("style", "family", "drums")}
             j[f"{side}_family"], j[f"{side}_drums"] = heard["family"], heard["drums"]
             j[f"{side}_style"] = heard["style"] == j["style"]
             j[f"{side}_ok"] = heard["family"] == j["family"] if j["kind"] == "lead" else heard["drums"] == "none"
             if second is not None and j["kind"] == "no_drums":
-                j[f"{side}_ok2"] = second.classes["drums"][int(second.probs(features(audio)[None])["drums"][0].argmax())] \
-                    == "none"
+                j[f"{side}_ok2"] = second.classes["drums"][int(second.probs(f)["drums"][0].argmax())] == "none"
             j[f"{side}_mcc"] = round(float(judge.embed_audio(audio, 24_000) @ judge.embed_text([j["prompt"]])[0]), 4)
             if progress:
                 progress()

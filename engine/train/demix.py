@@ -81,10 +81,11 @@ def prepare(corpus: Path, split: str, n: int, drumless: float, out: Path, assets
     return data
 
 
-def loss_of(model: DrumRemover, mix: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
-    """L1 between square-root magnitudes: the masked mix's and the rest stem's (square roots weigh quiet bins up)."""
+def loss_of(model: DrumRemover, mix: torch.Tensor, rest: torch.Tensor, masked: bool = True) -> torch.Tensor:
+    """L1 between square-root magnitudes: the masked mix's (the mix's as it is if not ``masked``) and the rest
+    stem's (square roots weigh quiet bins up)."""
     x, y = model.spectrum(mix.float()).abs(), model.spectrum(rest.float()).abs()
-    return ((model(x) * x).clamp_min(1e-8).sqrt() - y.sqrt()).abs().mean()
+    return (((model(x) * x) if masked else x).clamp_min(1e-8).sqrt() - y.sqrt()).abs().mean()
 
 
 class DemixTask:
@@ -92,8 +93,7 @@ class DemixTask:
 
     def __init__(self, model: DrumRemover, train: dict, valid: dict, a: argparse.Namespace, out: Path):
         self.model, self.train, self.valid, self.a, self.out = model, train, valid, a, out
-        hop = model.cfg.hop
-        self.crop = (CROP - 1) * hop
+        self.crop = (CROP - 1) * model.cfg.hop
 
     def modules(self) -> dict:
         return {"model": self.model}
@@ -117,8 +117,7 @@ class DemixTask:
         for i in range(0, len(self.valid["ids"]), 8):
             mix, rest = self.valid["mix"][i:i + 8], self.valid["rest"][i:i + 8]
             total += float(loss_of(self.model, mix, rest)) * len(mix)
-            x, y = self.model.spectrum(mix.float()).abs(), self.model.spectrum(rest.float()).abs()
-            as_is += float((x.sqrt() - y.sqrt()).abs().mean()) * len(mix)
+            as_is += float(loss_of(self.model, mix, rest, masked=False)) * len(mix)
         self.model.train()
         n = len(self.valid["ids"])
         return {"valid_l1": round(total / n, 4), "mix_as_is_l1": round(as_is / n, 4), "score": total / n}
