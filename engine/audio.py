@@ -1,4 +1,5 @@
-"""Reading user and dataset audio: any common format, any sample rate, mono or multichannel, with readable errors.
+"""Reading user and dataset audio: any common format, any sample rate, mono or multichannel, with readable errors;
+and a stream's audio cut to a player's chunk size.
 
 ``load_audio`` returns float32 mono at the requested rate. Formats libsndfile reads (WAV, FLAC, OGG, MP3 with
 libsndfile >= 1.1) are decoded directly; anything else goes through ffmpeg if it is installed. Problems raise
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,19 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 def to_mono(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1) if x.ndim == 2 else x
+
+
+def rechunk(chunks: Iterable[np.ndarray], size: int | None) -> Iterator[np.ndarray]:
+    """The same audio in pieces of ``size`` samples, the last one shorter (None: as it comes, empty pieces left out).
+    A player that pads short pieces with silence, or schedules them as whole chunks, then hears no gaps."""
+    buf = np.zeros(0, dtype=np.float32)
+    for chunk in chunks:
+        buf = np.concatenate([buf, chunk])
+        while len(buf) and len(buf) >= (size or 0):
+            piece, buf = (buf, buf[:0]) if size is None else (buf[:size], buf[size:])
+            yield piece
+    if len(buf):
+        yield buf
 
 
 RATE_RANGE = (8_000, 192_000)  # sample rates a file may declare; outside them it is damaged or not audio

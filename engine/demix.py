@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .audio import rechunk
 from .weights import load_weights, read_config, save_model
 
 
@@ -152,13 +153,11 @@ class DemixStream:
 def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover, size: int | None = None) -> Iterator[np.ndarray]:
     """Audio chunks -> the same audio without drums, in pieces of ``size`` samples (None: as it becomes final), each
     once the remover's look-ahead has arrived (a first chunk ``lookahead`` longer than the rest gives the first piece
-    at once). A player that streams whole seconds gets whole seconds."""
-    s, buf = remover.stream(), np.zeros(0, dtype=np.float32)
-    for chunk in chunks:
-        buf = np.concatenate([buf, s.feed(chunk)])
-        while len(buf) and len(buf) >= (size or 0):
-            piece, buf = (buf, buf[:0]) if size is None else (buf[:size], buf[size:])
-            yield piece
-    tail = np.concatenate([buf, s.flush()])
-    for i in range(0, len(tail), size or max(len(tail), 1)):
-        yield tail[i:i + (size or len(tail))]
+    at once)."""
+    s = remover.stream()
+
+    def cleaned():
+        for chunk in chunks:
+            yield s.feed(chunk)
+        yield s.flush()
+    return rechunk(cleaned(), size)

@@ -11,10 +11,9 @@ stops TAIL_S short (``window_plan``). Story mode: each window takes the prompt i
 A melody shorter than the music repeats. Each stage of each window draws from its own generator seeded from (seed,
 window, stage), so chunking and interleaving never change the result.
 
-Decoding: a codec whose decoder reads semantic ids (``Codec.conditioned``) gets those the semantic stage drew, so
-their melody reaches the audio where the acoustic codes lose it (``code_stream``'s ninth row). Drafts: text alone
-from nothing draws ``Settings.drafts`` drafts of the window's semantic ids in one batch (at DRAFT_SEMANTIC) and keeps
-the one the draft ranker (``engine.mulan.ranker``) scores closest to the prompt.
+Decoding: the codec's decoder gets the semantic ids drawn (``code_stream``'s ninth row), so their melody reaches the
+audio. Drafts: text alone from nothing draws ``Settings.drafts`` drafts of a window's semantic ids in one batch (at
+DRAFT_SEMANTIC) and keeps the one the draft ranker (``engine.mulan.ranker``) scores closest to the prompt.
 
 Controls: a BPM the prompt names (or a tempo word's, or ``Settings.bpm``) is the semantic stage's beat grid; a named
 key pulls the semantic ids drawn into it (``KEY_BIAS`` x its column of ``engine.semantic.keys``, added to the
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .audio import rechunk
 from .codec import Codec
 from .codec.model import frame_ids
 from .controls import parse_key, transpose_tokens
@@ -207,8 +207,8 @@ class Cantus:
                     cancel: Callable[[], bool] | None = None, chunk_frames: int = 50, extra_frames: int = 0,
                     head_frames: int = 0) -> Iterator[torch.Tensor]:
         """Yields [9, n] per chunk of new frames (50 Hz): the 8 code levels, then each frame's semantic id; with
-        ``extra_frames`` past the end (the decoder's delay, if continuing), the first ``head_frames`` longer (the drum
-        remover's look-ahead: its first piece then leaves at once)."""
+        ``extra_frames`` past the end (the decoder's delay, if continuing), the first ``head_frames`` longer (what the
+        decoding drops: the decoder's delay, the drum remover's look-ahead; the first piece then leaves at once)."""
         s = req.settings.validate()
         if not req.segments:
             raise GenerationError("give a prompt (or a story: a list of prompts with seconds)")
@@ -317,7 +317,8 @@ class Cantus:
     def generate_stream(self, req: Request, progress=None, cancel=None, chunk_seconds: float = 1.0) -> Iterator[np.ndarray]:
         """Yields float32 mono 24 kHz chunks of at most ``chunk_seconds`` (>= 0.02 s) as they are decoded."""
         chunk = max(1, int(chunk_seconds * CODEC_RATE))
-        head = -(-self.drum_remover.lookahead // 480) if self.drum_remover is not None and req.refuses_drums() else 0
+        removes = self.drum_remover is not None and req.refuses_drums()
+        head = self._lead(req) + (-(-self.drum_remover.lookahead // 480) if removes else 0)
         with _torch_threads(self.torch_threads):
             yield from self.decode_stream(self.code_stream(req, progress, cancel, chunk, self._lead(req), head), req,
                                           chunk * 480)
@@ -350,8 +351,8 @@ class Cantus:
         return -(-self.codec.delay // 480) if req.continuation is not None else 0
 
     def decode_stream(self, codes: Iterator[torch.Tensor], req: Request, chunk: int | None = None) -> Iterator[np.ndarray]:
-        """Codes of new frames -> audio chunks (drums taken out, in pieces of ``chunk`` samples, if ``req`` refuses
-        them). A continuation warms the decoder up on its context, which ends where the user's clip ends; its output
+        """Codes of new frames -> audio in pieces of ``chunk`` samples (drums taken out if ``req`` refuses them;
+        pieces a player pads would otherwise leave gaps at window joins). A continuation warms the decoder up on its context, which ends where the user's clip ends; its output
         lags the codes by ``codec.delay`` samples (60 ms), whose first part is the context's end: it is dropped, and
         the extra frames ``_lead`` asked for fill the length, so the extension joins without a repeated onset."""
         def decoded():
@@ -366,14 +367,13 @@ class Cantus:
                 ids = c[8:9] if c.shape[0] == 9 else None
                 audio, state = self.decoder.decode_step(c[None, :8], state, ids)
                 audio = np.asarray(audio[0], dtype=np.float32)
-                cut = min(skip, len(audio))
-                audio, skip = audio[cut:], skip - cut
+                audio, skip = audio[min(skip, len(audio)):], max(0, skip - len(audio))
                 if left is not None:
                     audio, left = audio[:left], left - min(left, len(audio))
                 if len(audio):
                     yield audio
-        refused = self.drum_remover is not None and req.refuses_drums()
-        yield from without_drums(decoded(), self.drum_remover, chunk) if refused else decoded()
+        removes = self.drum_remover is not None and req.refuses_drums()
+        yield from rechunk(without_drums(decoded(), self.drum_remover) if removes else decoded(), chunk)
 
 
 @contextmanager

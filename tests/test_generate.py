@@ -44,6 +44,19 @@ def test_stream_equals_whole_clip_and_chunks_are_short(cantus, cantus_torch, bac
     assert torch.equal(a, b), "chunking must not change the sampled codes"
 
 
+def test_a_long_clip_and_an_extension_stream_in_whole_pieces(cantus):
+    """The app plays every piece as a whole chunk and pads a short one with silence: pieces cut short at window joins
+    (0.76 s every 4 s of a long clip) or by an extension's dropped decoder delay (60 ms) were gaps in what the player
+    heard. Only the last piece may be short, and the pieces are still the clip."""
+    long = _req(24.0)  # three windows
+    chunks = list(cantus.generate_stream(long))
+    assert [len(c) for c in chunks] == [24_000] * 24
+    assert np.abs(np.concatenate(chunks) - cantus.generate(long)).max() < 1e-4
+    ext = _req(3.5, continuation=np.concatenate(chunks)[:5 * 24_000])
+    sizes = [len(c) for c in cantus.generate_stream(ext)]
+    assert sizes[:-1] == [24_000] * 3 and 0 < sizes[-1] < 24_000 and sum(sizes) == len(cantus.generate(ext))
+
+
 def test_onnx_and_torch_backends_agree(tiny_assets, cantus_torch):
     cantus = Cantus.load(tiny_assets, int8=False)  # exact parity needs fp32 graphs; int8 is bounded on real music
     req = Request([Segment("calm piano ballad", 2.0)], Settings(duration=2.0, temperature=0.0))  # greedy: no draws
