@@ -8,7 +8,8 @@ being the mix after a round trip through the codec, so it learns the audio the g
 
 ``DrumRemover.stream()`` cleans audio chunk by chunk with the same result as the whole clip at once: a frame's mask
 reads ``context`` frames on either side, so the output lags the input by that plus a window (0.2 s);
-``without_drums`` hands a stream's audio on in the player's chunk size.
+``without_drums`` hands a stream's audio on in the player's chunk size; ``LiveRemover`` switches the cleaning on and
+off between the chunks of a live stream (the jam).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class DrumRemover(nn.Module):
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(cfg.channels, 1, 1)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        self.onnx = None  # an onnxruntime twin of forward (engine.export.demix_onnx), used by mask() when set
 
     @property
     def lookahead(self) -> int:
@@ -61,6 +63,10 @@ class DrumRemover(nn.Module):
         h = self.body(torch.log1p(10 * mag)[:, None])
         return torch.sigmoid(self.out(h)[:, 0] + 2.0)
 
+    def mask(self, mag: torch.Tensor) -> torch.Tensor:
+        """``forward``, run by onnxruntime when the remover was loaded for it."""
+        return self(mag) if self.onnx is None else self.onnx(mag)
+
     def spectrum(self, audio: torch.Tensor) -> torch.Tensor:
         """[B, n] audio -> its complex STFT [B, F, T], frames as the remover reads them."""
         return torch.stft(audio, self.cfg.n_fft, self.cfg.hop, window=self.window, return_complex=True)
@@ -75,9 +81,18 @@ class DrumRemover(nn.Module):
         return model.eval()
 
     @classmethod
-    def load_if_present(cls, path: str | Path) -> DrumRemover | None:
-        """The remover in ``path``, or None when the assets ship none (prompts that refuse drums then only steer)."""
-        return cls.load(path) if (Path(path) / "drums.json").is_file() else None
+    def load_if_present(cls, path: str | Path, backend: str = "torch", threads: int | None = None) -> DrumRemover | None:
+        """The remover in ``path``, or None when the assets ship none (prompts that refuse drums then only steer);
+        ``backend`` "onnx": its network run by onnxruntime (exported once per weights, as the stages are)."""
+        if not (Path(path) / "drums.json").is_file():
+            return None
+        model = cls.load(path)
+        if backend == "onnx":
+            from .export.cache import exported
+            from .export.demix_onnx import OnnxMask, export_demix
+            model.onnx = OnnxMask(exported("demix", Path(path) / "drums.safetensors",
+                                           lambda d: export_demix(model, d)), threads)
+        return model
 
     def remove(self, audio: np.ndarray) -> np.ndarray:
         """A whole clip (float32 mono 24 kHz) without its drums, the same length."""
@@ -134,7 +149,7 @@ class DemixStream:
         seg = torch.from_numpy(self.buf[(lo - self.first) * c.hop:(n - self.first - 1) * c.hop + c.n_fft])
         frames = seg.unfold(0, c.n_fft, c.hop) * self.m.window  # [T, n_fft]
         spec = torch.fft.rfft(frames, dim=-1)  # [T, F]
-        mask = self.m(spec.abs().T[None])[0].T
+        mask = self.m.mask(spec.abs().T[None])[0].T
         new = slice(self.done - lo, upto - lo)
         clean = torch.fft.irfft(spec[new] * mask[new], n=c.n_fft, dim=-1) * self.m.window
         k = upto - self.done
@@ -161,3 +176,56 @@ def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover, size: int 
             yield s.feed(chunk)
         yield s.flush()
     return rechunk(cleaned(), size)
+
+
+class LiveRemover:
+    """Drum removal that a live stream (the jam) switches on and off between chunks, with no gap and nothing skipped
+    or repeated: ``live(chunk, on)`` -> the audio to play. While on, what plays lags the music by up to the remover's
+    look-ahead (0.2 s): the first piece after switching on is that much shorter, the first after switching off that
+    much longer (and pieces in between differ from the chunks by up to a hop, where the frames fall). A switch fades over XFADE samples. Switched on, the remover first reads the last
+    ``2 x lookahead`` samples played, so what it gives from there on is what it would give had it run all along."""
+
+    XFADE = 480  # 20 ms
+
+    def __init__(self, remover: DrumRemover):
+        self.remover, self.s = remover, None
+        self.history = 2 * remover.lookahead
+        self.tail = np.zeros(0, dtype=np.float32)  # the last ``history`` samples of the music
+        self.drop = 0  # the stream's output still to drop: the cleaned history
+        self.pending = 0  # samples fed to the stream and not yet given back
+
+    def _feed(self, audio: np.ndarray, flush: bool = False) -> np.ndarray:
+        out = self.s.feed(audio)
+        if flush:
+            out = np.concatenate([out, self.s.flush()])
+        self.pending += len(audio) - len(out)
+        cut = min(self.drop, len(out))
+        self.drop -= cut
+        return out[cut:]
+
+    def __call__(self, audio: np.ndarray, on: bool) -> np.ndarray:
+        audio = np.asarray(audio, dtype=np.float32)
+        if on and self.s is None:
+            self.s, self.pending, self.drop = self.remover.stream(), 0, len(self.tail)
+            self._feed(self.tail)
+            out = _fade(audio, self._feed(audio))
+        elif on:
+            out = self._feed(audio)
+        elif self.s is not None:  # the cleaned lag first, then the music itself again
+            held = self.pending - self.drop  # what the stream still owes of the music played so far
+            cleaned = self._feed(audio, flush=True)
+            out = np.concatenate([cleaned[:held], _fade(cleaned[held:], audio)])
+            self.s = None
+        else:
+            out = audio
+        self.tail = np.concatenate([self.tail, audio])[-self.history:]
+        return out
+
+
+def _fade(a: np.ndarray, b: np.ndarray, n: int = LiveRemover.XFADE) -> np.ndarray:
+    """``b`` with its first samples faded in from ``a``'s (the two aligned at their starts)."""
+    out = b.copy()
+    n = min(n, len(a), len(b))
+    w = np.linspace(0, 1, n, endpoint=False, dtype=np.float32)
+    out[:n] = a[:n] * (1 - w) + b[:n] * w
+    return out

@@ -133,7 +133,7 @@ class Cantus:
         elif backend != "torch":
             raise ValueError(f"unknown backend {backend!r}: onnx or torch")
         model = cls(codec, MuLan.load(assets / "mulan"), SemanticTokenizer.load(assets / "semantic"), stages, decoder,
-                    DraftRanker.load(assets / "mulan"), DrumRemover.load_if_present(assets / "demix"))
+                    DraftRanker.load(assets / "mulan"), DrumRemover.load_if_present(assets / "demix", backend, threads))
         model.backend = backend
         model.timbre = load_timbre_profile(assets / "stages", codec.cfg.version, model.mulan.cfg.version)
         # onnxruntime runs the graphs, torch only samples between them: one torch thread is as fast on a quiet machine

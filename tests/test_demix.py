@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine import Cantus, Request, Segment, Settings
-from engine.demix import DemixConfig, DrumRemover, without_drums
+from engine.demix import DemixConfig, DrumRemover, LiveRemover, without_drums
 
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "demix"
 
@@ -67,6 +67,35 @@ def test_a_first_chunk_longer_by_the_lookahead_is_cleaned_and_handed_on_at_once(
     rest = list(out)
     assert [len(c) for c in rest] == [12_000] * 5
     np.testing.assert_allclose(np.concatenate([x[:0], *rest]), m.remove(x)[12_000:], atol=1e-5)
+
+
+def test_the_onnx_remover_cleans_as_the_torch_one(tmp_path, monkeypatch):
+    """The app loads the remover for onnxruntime (twice as fast on one thread): the same audio comes out."""
+    monkeypatch.setenv("CANTUS_CACHE", str(tmp_path))
+    m, x = _remover(), _music()
+    m.save(tmp_path / "demix")
+    onnx = DrumRemover.load_if_present(tmp_path / "demix", "onnx", 1)
+    assert onnx.onnx is not None and DrumRemover.load_if_present(tmp_path / "none") is None
+    np.testing.assert_allclose(onnx.remove(x), m.remove(x), atol=1e-5)
+
+
+def test_a_live_stream_switches_the_remover_on_and_off_without_a_gap_or_a_skip():
+    """The jam: 'no drums' typed at 2 s and taken back at 4 s. Nothing is lost or played twice, the music is cleaned
+    from the chunk the switch came at exactly as a remover running all along would clean it (it first reads what was
+    played), and the music itself comes back at the next switch."""
+    m, x = _remover(), _music(6.0)
+    live, C, X = LiveRemover(m), 24_000, LiveRemover.XFADE
+    out = [live(x[i * C:(i + 1) * C], on=i in (2, 3)) for i in range(6)]
+    lag = C - len(out[2])  # what the remover holds back: less than its look-ahead, by where the frames fall
+    assert 0 < lag <= m.lookahead and [len(o) for o in out[:2] + out[5:]] == [C, C, C]
+    assert abs(len(out[3]) - C) <= m.cfg.hop and len(out[4]) > C  # the lag is given back when switched off
+    played = np.concatenate(out)
+    assert played.shape == x.shape
+    cleaned = m.remove(x)
+    np.testing.assert_array_equal(played[:2 * C], x[:2 * C])
+    np.testing.assert_allclose(played[2 * C + X:4 * C], cleaned[2 * C + X:4 * C], atol=1e-5)
+    np.testing.assert_array_equal(played[4 * C + X:], x[4 * C + X:])
+    assert np.abs(np.diff(played[2 * C - 1:2 * C + X + 1])).max() < 2 * np.abs(np.diff(x)).max()  # no click
 
 
 def test_a_mask_that_keeps_everything_gives_the_audio_back():

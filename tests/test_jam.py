@@ -67,6 +67,38 @@ def test_a_change_takes_effect_at_the_next_chunk(model, seen):
     assert torch.equal(seen[-1][0], model.text_tokens("jazz trumpet")), "weight 1: the blended prompt alone"
 
 
+def test_no_drums_typed_into_a_jam_is_cleaned_from_the_next_chunk_and_taking_it_back_brings_the_music_back(model):
+    """While the prompt refuses drums the chunks go through the drum remover (here one that takes everything out);
+    the switch comes at a chunk boundary and nothing is lost or played twice."""
+    from engine.demix import DemixConfig, DrumRemover
+    remover = DrumRemover(DemixConfig(channels=4)).eval()
+    with torch.no_grad():
+        remover.out.weight.zero_()
+        remover.out.bias.fill_(-50.0)
+    prompts = ["a rock song", "a rock song with no drums", "a rock song with no drums", "a rock song"]
+    played = {}
+    for name, r in (("as made", None), ("cleaned", remover)):
+        model.drum_remover = r
+        try:
+            jam = Jam(model, prompts[0], seed=4, chunk_seconds=1.0, switch_seconds=0.0)
+            out = []
+            for p in prompts:
+                jam.set(prompt=p)
+                out.append(jam.next_chunk())
+        finally:
+            model.drum_remover = None
+        played[name] = out
+    made, cleaned = played["as made"], played["cleaned"]
+    assert np.concatenate(cleaned).shape == np.concatenate(made).shape
+    np.testing.assert_array_equal(cleaned[0], made[0])
+    lag = 24_000 - len(cleaned[1])
+    assert 0 < lag <= remover.lookahead
+    assert np.abs(cleaned[1][480:]).max() < 1e-3 < np.abs(made[1]).max() and np.abs(cleaned[2]).max() < 1e-3
+    held = len(cleaned[3]) - len(made[3])  # the lag given back (where the frames fell, it differs from the first)
+    assert 0 < held <= remover.lookahead
+    np.testing.assert_array_equal(cleaned[3][held + 480:], made[3][480:])  # then the music itself again
+
+
 def test_a_tempo_change_carries_the_beat_on_without_a_jump(model, seen):
     jam = Jam(model, "a tune", seed=2, bpm=100, chunk_seconds=2.0)
     jam.next_chunk()

@@ -9,7 +9,8 @@ than restarts, and the codec decoder keeps its state from chunk to chunk, so the
 takes effect at the next chunk boundary: the chunk made after it reads the new prompt (or blend: the two prompts'
 MuLan embeddings mixed by weight, as Magenta RealTime blends styles), tempo (the beat grid carries its position
 across a change of BPM, so the beat does not jump), key, or hum (tracked into melody tokens that loop under the
-following chunks until cleared).
+following chunks until cleared). While the prompt (and the blend, if it has a share) refuses drums, the drum remover
+cleans the chunks (``engine.demix.LiveRemover``: switched on or off at a boundary without a gap).
 """
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..controls import parse_key
+from ..controls import parse_key, parse_prompt
+from ..demix import LiveRemover
 from ..pipeline import Cantus
 from ..reference import style_embedding
-from ..settings import GenerationError, Request, Segment, Settings, check_bpm, prompt_bpm
+from ..settings import SAMPLE_RATE, GenerationError, Request, Segment, Settings, check_bpm, prompt_bpm
 
 CHUNK_S = 1.0  # audio per chunk: a change is read at the next boundary (2 s chunks heard a new prompt 1 s later)
 CONTEXT_S = 5.0  # the jam's own past each chunk continues (long form keeps as much)
@@ -86,6 +88,7 @@ class Jam:
         self.timeline: list[tuple[float, str]] = [(0.0, self.controls.prompt)]  # when each prompt began
         self._bpm_memo: tuple[str, float | None] | None = None
         self._style_memo: tuple[tuple, torch.Tensor | None] | None = None
+        self.remover = LiveRemover(model.drum_remover) if model.drum_remover is not None else None
 
     @property
     def seconds(self) -> float:
@@ -167,25 +170,28 @@ class Jam:
         if bpm is not None:
             self.beat = (self.beat + seconds * bpm / 60) % 1.0
         out = np.asarray(audio[0], dtype=np.float32)
+        if self.remover is not None:
+            blend_refuses = c.blend is None or c.weight == 0 or parse_prompt(c.blend).drums is False
+            out = self.remover(out, req.refuses_drums() and blend_refuses)
         self.recent.append((np.clip(out, -1, 1) * 32767).astype(np.int16))
         return out
 
     def stream(self, stop: Callable[[], bool] | None = None, lead: float = LEAD_S) -> Iterator[np.ndarray]:
         """Chunks for a live player, each made just in time: the next is started when ``lead`` seconds of made
         audio are left to play (what is made ahead is what a change has to wait for). Ends when ``stop()``."""
-        C, k, play0 = self.chunk / FRAME_RATE, 0, None
+        played, play0 = 0.0, None  # seconds handed to the player (chunks differ a little while drums are removed)
         while not (stop and stop()):
             if play0 is not None:
-                while (wait := play0 + k * C - lead - time.perf_counter()) > 0:
+                while (wait := play0 + played - lead - time.perf_counter()) > 0:
                     if stop and stop():
                         return
                     time.sleep(min(wait, 0.1))
             audio = self.next_chunk()
             now = time.perf_counter()
-            if play0 is None or now > play0 + k * C:  # the first chunk, or a late one: playback waited for it
-                play0 = now - k * C
+            if play0 is None or now > play0 + played:  # the first chunk, or a late one: playback waited for it
+                play0 = now - played
             yield audio
-            k += 1
+            played += len(audio) / SAMPLE_RATE
 
     def kept(self, minutes: float = KEEP_MINUTES) -> tuple[np.ndarray, list[dict]]:
         """The jam's last ``minutes`` (float32) and the prompts heard in them with their seconds (a story)."""
