@@ -8,12 +8,12 @@ being the mix after a round trip through the codec, so it learns the audio the g
 
 ``DrumRemover.stream()`` cleans audio chunk by chunk with the same result as the whole clip at once: a frame's mask
 reads ``context`` frames on either side, so the output lags the input by that plus a window (0.2 s);
-``without_drums`` hands a stream's audio on in the player's chunk size; ``LiveRemover`` switches the cleaning on and
-off between the chunks of a live stream (the jam).
+``LiveRemover`` switches the cleaning on and off between the chunks of a live stream (the jam) and ``without_drums``
+between a story's segments, with no gap.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio import rechunk
 from .weights import load_weights, read_config, save_model
 
 
@@ -165,17 +164,20 @@ class DemixStream:
         return out[cut:].astype(np.float32)
 
 
-def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover, size: int | None = None) -> Iterator[np.ndarray]:
-    """Audio chunks -> the same audio without drums, in pieces of ``size`` samples (None: as it becomes final), each
-    once the remover's look-ahead has arrived (a first chunk ``lookahead`` longer than the rest gives the first piece
-    at once)."""
-    s = remover.stream()
-
-    def cleaned():
-        for chunk in chunks:
-            yield s.feed(chunk)
-        yield s.flush()
-    return rechunk(cleaned(), size)
+def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover,
+                  refused: Sequence[tuple[int, bool]] = ((0, True),)) -> Iterator[np.ndarray]:
+    """Audio chunks -> the same audio with the drums taken out where ``refused`` says: (first sample, whether drums
+    are refused from there on) pairs, ascending (a story whose prompts refuse them only in some segments). Pieces come
+    as they become final; a first chunk ``lookahead`` longer than the rest gives its own length at once."""
+    live, pos, i = LiveRemover(remover), 0, 0
+    for chunk in chunks:
+        while len(chunk):
+            while i + 1 < len(refused) and refused[i + 1][0] <= pos:
+                i += 1
+            n = len(chunk) if i + 1 == len(refused) else min(len(chunk), refused[i + 1][0] - pos)
+            yield live(chunk[:n], refused[i][1])
+            chunk, pos = chunk[n:], pos + n
+    yield live.finish()
 
 
 class LiveRemover:
@@ -208,7 +210,8 @@ class LiveRemover:
         if on and self.s is None:
             self.s, self.pending, self.drop = self.remover.stream(), 0, len(self.tail)
             self._feed(self.tail)
-            out = _fade(audio, self._feed(audio))
+            out = self._feed(audio)
+            out = _fade(audio, out) if len(self.tail) else out  # nothing played yet: nothing to fade from
         elif on:
             out = self._feed(audio)
         elif self.s is not None:  # the cleaned lag first, then the music itself again
@@ -219,6 +222,13 @@ class LiveRemover:
         else:
             out = audio
         self.tail = np.concatenate([self.tail, audio])[-self.history:]
+        return out
+
+    def finish(self) -> np.ndarray:
+        """At the end of the music: what is still held back, cleaned."""
+        if self.s is None:
+            return np.zeros(0, dtype=np.float32)
+        out, self.s = self._feed(np.zeros(0, dtype=np.float32), flush=True), None
         return out
 
 

@@ -317,7 +317,7 @@ class Cantus:
     def generate_stream(self, req: Request, progress=None, cancel=None, chunk_seconds: float = 1.0) -> Iterator[np.ndarray]:
         """Yields float32 mono 24 kHz chunks of at most ``chunk_seconds`` (>= 0.02 s) as they are decoded."""
         chunk = max(1, int(chunk_seconds * CODEC_RATE))
-        removes = self.drum_remover is not None and req.refuses_drums()
+        removes = self.drum_remover is not None and req.drums_refused()[0][1]
         head = self._lead(req) + (-(-self.drum_remover.lookahead // 480) if removes else 0)
         with _torch_threads(self.torch_threads):
             yield from self.decode_stream(self.code_stream(req, progress, cancel, chunk, self._lead(req), head), req,
@@ -372,8 +372,8 @@ class Cantus:
                     audio, left = audio[:left], left - min(left, len(audio))
                 if len(audio):
                     yield audio
-        removes = self.drum_remover is not None and req.refuses_drums()
-        yield from rechunk(without_drums(decoded(), self.drum_remover) if removes else decoded(), chunk)
+        audio = decoded() if self.drum_remover is None else without_drums(decoded(), self.drum_remover, req.drums_refused())
+        yield from rechunk(audio, chunk)
 
 
 @contextmanager

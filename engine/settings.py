@@ -171,9 +171,11 @@ class Request:
             explicit = Controls(tonic=explicit.tonic, mode=explicit.mode, bpm=float(self.settings.bpm))
         return named.merged(explicit)
 
-    def refuses_drums(self) -> bool:
-        """Whether every segment's prompt refuses drums (the audio then goes through the drum remover)."""
-        return bool(self.segments) and all(self.controls(i).drums is False for i in range(len(self.segments)))
+    def drums_refused(self) -> list[tuple[int, bool]]:
+        """(first sample, whether its prompt refuses drums) per segment, in the new audio: where the drum remover
+        runs (``engine.demix.without_drums``)."""
+        starts = np.cumsum([0.0] + [s.seconds for s in self.segments[:-1]])
+        return [(round(t * SAMPLE_RATE), self.controls(i).drums is False) for i, t in enumerate(starts)]
 
     def key_id(self, segment: int) -> int | None:
         """The key the segment's music is pulled into (``engine.semantic.keys.key_id``), None for the model's

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from engine import Cantus, Request, Segment, Settings
+from engine.audio import rechunk
 from engine.demix import DemixConfig, DrumRemover, LiveRemover, without_drums
 
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "demix"
@@ -62,7 +63,7 @@ def test_a_first_chunk_longer_by_the_lookahead_is_cleaned_and_handed_on_at_once(
         for a, b in zip(bounds, bounds[1:]):
             pulled.append(b)
             yield x[a:b]
-    out = without_drums(chunks(), m, 12_000)
+    out = rechunk(without_drums(chunks(), m), 12_000)
     assert len(next(out)) == 12_000 and len(pulled) == 1  # the first second's half is out before more is made
     rest = list(out)
     assert [len(c) for c in rest] == [12_000] * 5
@@ -116,6 +117,22 @@ def test_a_prompt_that_refuses_drums_goes_through_the_remover_and_others_do_not(
     chunks = list(model.generate_stream(req("a rock song with no drums"), chunk_seconds=0.5))
     assert [len(c) for c in chunks] == [12_000] * 4  # the player still gets half seconds, none short
     np.testing.assert_allclose(np.concatenate(chunks), model.generate(req("a rock song with no drums")), atol=1e-4)
+
+
+def test_a_story_loses_its_drums_only_in_the_segment_that_refuses_them(tiny_assets):
+    model = Cantus.load(tiny_assets, backend="torch")
+    story = Request([Segment("a rock song", 2.0), Segment("a rock song with no drums", 2.0), Segment("a rock song", 2.0)],
+                    Settings(duration=6.0, seed=3))
+    made = model.generate(story)
+    model.drum_remover = _remover(mask_bias=-50.0)  # takes everything out
+    cleaned, X = model.generate(story), LiveRemover.XFADE
+    assert cleaned.shape == made.shape
+    np.testing.assert_array_equal(cleaned[:48_000], made[:48_000])
+    assert np.abs(cleaned[48_000 + X:96_000]).max() < 1e-3 < np.abs(made[48_000:96_000]).max()
+    np.testing.assert_array_equal(cleaned[96_000 + X:], made[96_000 + X:])
+    streamed = list(model.generate_stream(story))
+    assert [len(c) for c in streamed] == [24_000] * 6
+    np.testing.assert_allclose(np.concatenate(streamed), cleaned, atol=1e-4)
 
 
 @pytest.mark.skipif(not (SHIPPED / "drums.json").is_file(), reason="no drum remover shipped in assets/demix")

@@ -172,7 +172,7 @@ class Jam:
         out = np.asarray(audio[0], dtype=np.float32)
         if self.remover is not None:
             blend_refuses = c.blend is None or c.weight == 0 or parse_prompt(c.blend).drums is False
-            out = self.remover(out, req.refuses_drums() and blend_refuses)
+            out = self.remover(out, req.controls().drums is False and blend_refuses)
         self.recent.append((np.clip(out, -1, 1) * 32767).astype(np.int16))
         return out
 
