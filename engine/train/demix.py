@@ -132,7 +132,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/demix"))
     ap.add_argument("--assets", type=Path, default=Path("assets"), help="the codec of the round trip; --ship's target")
     ap.add_argument("--cache", type=Path, default=Path("runs/cache"), help="the corpus build's parsed melodies")
-    ap.add_argument("--clips", type=int, default=600, help="train clips (validation: a sixth as many)")
+    ap.add_argument("--clips", type=int, default=600, help="train clips")
+    ap.add_argument("--valid-clips", type=int, default=100)
+    ap.add_argument("--init", type=Path, default=None, help="start from this remover's weights (e.g. assets/demix)")
     ap.add_argument("--drumless", type=float, default=0.2, help="the share of clips without drums")
     ap.add_argument("--channels", type=int, default=DemixConfig.channels)
     add_run_args(ap, lr=2e-3, batch=8, eval_every=100, ckpt_every=100, warmup=50, final_lr=1e-4, steps=1500)
@@ -147,8 +149,10 @@ def main(argv=None) -> int:
         return 0
     start(a)
     train = prepare(a.corpus, "train", a.clips, a.drumless, a.out, a.assets, a.cache)
-    valid = prepare(a.corpus, "valid", max(8, a.clips // 6), a.drumless, a.out, a.assets, a.cache)
+    valid = prepare(a.corpus, "valid", a.valid_clips, a.drumless, a.out, a.assets, a.cache)
     model = DrumRemover(DemixConfig(channels=a.channels, version=f"{a.corpus.name}+codec {train['codec']}"))
+    if a.init is not None:
+        model.load_state_dict(DrumRemover.load(a.init).state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     print(f"drum remover: {sum(p.numel() for p in model.parameters())} parameters, {len(train['ids'])} train clips",
           file=sys.stderr)
