@@ -136,10 +136,11 @@ def play(jam: Jam, changes: list[Change], seconds: float, realtime: bool = False
     start, cpu0 = time.perf_counter(), time.process_time()
     out, gen, rss = [], [], []
     ready = play0 = 0.0  # when the generator is free; when playback (re)started, minus the audio before it
+    at = 0.0  # audio before chunk k (chunks differ a little from C while drums are taken out)
     underruns, stalled, pending = 0, 0.0, list(changes[1:])
     changes[0].applied_at = 0.0
     for k in range(n):
-        begin = 0.0 if k == 0 else max(ready, play0 + k * C - lead)
+        begin = 0.0 if k == 0 else max(ready, play0 + at - lead)
         if realtime:
             time.sleep(max(0.0, start + begin - time.perf_counter()))
         while pending and k > 0 and play0 + pending[0].t <= begin:
@@ -148,7 +149,7 @@ def play(jam: Jam, changes: list[Change], seconds: float, realtime: bool = False
                 jam.set(**ch.set)
             except GenerationError as e:  # the jam plays on with what it had
                 ch.extra["refused"] = str(e)
-            ch.applied_at = k * C
+            ch.applied_at = at
         t0 = time.perf_counter()
         out.append(jam.next_chunk())
         g = time.perf_counter() - t0
@@ -156,14 +157,15 @@ def play(jam: Jam, changes: list[Change], seconds: float, realtime: bool = False
         ready = begin + g
         if k == 0:
             play0 = first = ready
-        elif ready > play0 + k * C:  # the chunk came late: playback waited for it
+        elif ready > play0 + at:  # the chunk came late: playback waited for it
             underruns += 1
-            stalled += ready - (play0 + k * C)
-            play0 = ready - k * C
-        rss.append(((k + 1) * C, _rss_mb()))
+            stalled += ready - (play0 + at)
+            play0 = ready - at
+        at += len(out[-1]) / SAMPLE_RATE
+        rss.append((at, _rss_mb()))
         if progress:
             progress(k + 1, n)
-    wall = max(ready, play0 + n * C)
+    wall = max(ready, play0 + at)
     growth_from = next((m for t, m in rss if t >= 60), rss[0][1])
     report = {"seconds": round(n * C, 2), "chunk_seconds": C, "lead_seconds": lead, "realtime": realtime,
               "chunks": n, "first_audio_s": round(first, 3), "underruns": underruns, "stalled_s": round(stalled, 3),
