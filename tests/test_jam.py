@@ -216,7 +216,8 @@ def test_the_jam_bench_hears_a_click_at_the_joins():
     rng = np.random.default_rng(0)
     t = np.arange(24_000 * 20) / 24_000
     music = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t)) + 0.01 * rng.standard_normal(len(t))
-    assert joins(music, 1.0)["spectral"] <= 0.3, "smooth music: joins like any other frame"
+    starts = list(range(24_000, len(t), 24_000))
+    assert joins(music, starts)["spectral"] <= 0.3, "smooth music: joins like any other frame"
     clicked = music.copy()
     clicked[24_000::24_000] += 0.9  # a click where each 1 s chunk begins
-    assert joins(clicked, 1.0)["spectral"] >= 0.9
+    assert joins(clicked, starts)["spectral"] >= 0.9

@@ -172,6 +172,7 @@ def play(jam: Jam, changes: list[Change], seconds: float, realtime: bool = False
               "busy": round(sum(gen) / wall, 3), "chunk_s_median": round(float(np.median(gen)), 3),
               "chunk_s_max": round(max(gen), 3), "cpu": round((time.process_time() - cpu0) / (time.perf_counter() - start), 3),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              "chunk_starts": np.cumsum([len(o) for o in out[:-1]]).tolist(),
               "rss_growth_mb": round(rss[-1][1] - growth_from, 1),
               "changes": [{"t": c.t, "what": c.what, "applied_at": c.applied_at,
                            "after_s": None if c.applied_at is None else round(c.applied_at - c.t, 2), **c.extra}
