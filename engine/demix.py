@@ -215,7 +215,7 @@ class LiveRemover:
         elif on:
             out = self._feed(audio)
         elif self.s is not None:  # the cleaned lag first, then the music itself again
-            held = self.pending - self.drop  # what the stream still owes of the music played so far
+            held = self.held  # what the stream still owes of the music played so far
             cleaned = self._feed(audio, flush=True)
             out = np.concatenate([cleaned[:held], _fade(cleaned[held:], audio)])
             self.s = None
@@ -223,6 +223,11 @@ class LiveRemover:
             out = audio
         self.tail = np.concatenate([self.tail, audio])[-self.history:]
         return out
+
+    @property
+    def held(self) -> int:
+        """Samples of the music played into it and not yet given back (the lag, while on)."""
+        return self.pending - self.drop if self.s is not None else 0
 
     def finish(self) -> np.ndarray:
         """At the end of the music: what is still held back, cleaned."""

@@ -141,7 +141,7 @@ def test_the_shipped_remover_takes_the_drums_out_of_a_band_and_keeps_the_rest(ti
 
     from engine.data.build import clip_arrangement, melody_pool
     from engine.data.render import Renderer
-    from engine.train.demix import stems
+    from engine.data.stems import stems
 
     records = [json.loads(line) for line in (tiny_corpus / "train.jsonl").read_text().splitlines()]
     drummed = [r for r in records if "drums" in r["tags"]["programs"]][:3]

@@ -168,6 +168,9 @@ def test_the_player_counts_underruns_and_applies_changes_at_the_first_chunk_afte
         def set(self, **kw):
             self.applied.append(kw)
 
+        def held(self):
+            return 0
+
         def next_chunk(self):
             import time
             time.sleep(self.cost)
@@ -179,6 +182,24 @@ def test_the_player_counts_underruns_and_applies_changes_at_the_first_chunk_afte
     assert changes[1].applied_at == 1.5, "read by the first chunk started after the listener heard t=1.1"
     _, late = play(Slow(0.7), [Change(0, {"prompt": "a"}, "prompt")], 2.0, lead=0.3)
     assert late["underruns"] == 3 and late["stalled_s"] > 0.5
+
+
+def test_while_drums_are_taken_out_a_change_is_still_read_by_the_next_chunk(model, tmp_path):
+    """The remover holds 0.2 s back; the player counts it as made audio, so the chunk that reads a change is the one
+    it would be without the remover (the change then sounds the lag earlier in the audio, not a chunk later)."""
+    from engine.demix import DemixConfig, DrumRemover
+    remover = DrumRemover(DemixConfig(channels=4)).eval()
+    script = [{"t": 0, "prompt": "a rock song with no drums"}, {"t": 3.0, "prompt": "a calm piano piece"}]
+    applied = {}
+    for name, r in (("without", None), ("with", remover)):
+        model.drum_remover = r
+        try:
+            changes = parse(script, tmp_path, 6.0)
+            play(Jam(model, seed=1, chunk_seconds=1.0, **changes[0].set), changes, 6.0)
+        finally:
+            model.drum_remover = None
+        applied[name] = changes[1].applied_at
+    assert 0 < applied["without"] - applied["with"] <= remover.lookahead / 24_000, applied
 
 
 def test_the_jam_command_plays_a_script_and_reports_it(tiny_assets, tiny_corpus, tmp_path):

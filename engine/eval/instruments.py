@@ -81,11 +81,11 @@ def ceiling(tagger, accuracy: dict, corpus: Path) -> dict:
 
 def removal_ceiling(corpus: Path, judges: dict, assets: str, clips: int = 100) -> dict:
     """Style heard and drums heard as none by each judge, on ``corpus``'s drummed validation clips: the mix, the
-    remover's output and the rest stem (engine.train.demix's data, cached in runs/eval)."""
+    remover's output and the rest stem (engine.data.stems, cached in runs/eval)."""
     from ..codec import Codec
+    from ..data.stems import prepare
     from ..demix import DrumRemover
     from ..semantic import SemanticTokenizer
-    from ..train.demix import prepare
     data = prepare(corpus, "valid", clips, 0.0, Path("runs/eval"), Path(assets))
     records = {r["id"]: r for r in map(json.loads, (corpus / "valid.jsonl").read_text().splitlines())}
     codec, semantic = Codec.load(Path(assets) / "codec"), SemanticTokenizer.load(Path(assets) / "semantic")

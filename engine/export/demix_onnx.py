@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..demix import DrumRemover
 from .codec_onnx import providers, session_options
 
 MODEL = "drums.onnx"
 
 
-def export_demix(remover: DrumRemover, directory: str | Path) -> Path:
+def export_demix(remover: torch.nn.Module, directory: str | Path) -> Path:
+    """``remover``: an ``engine.demix.DrumRemover`` (not imported: it loads this module)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     n_bins = remover.cfg.n_fft // 2 + 1

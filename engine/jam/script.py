@@ -136,14 +136,16 @@ def play(jam: Jam, changes: list[Change], seconds: float, realtime: bool = False
     start, cpu0 = time.perf_counter(), time.process_time()
     out, gen, rss = [], [], []
     ready = play0 = 0.0  # when the generator is free; when playback (re)started, minus the audio before it
-    at = 0.0  # audio before chunk k (chunks differ a little from C while drums are taken out)
+    done = 0  # samples of audio before chunk k (chunks differ a little from C while drums are taken out)
     underruns, stalled, pending = 0, 0.0, list(changes[1:])
     changes[0].applied_at = 0.0
     for k in range(n):
-        begin = 0.0 if k == 0 else max(ready, play0 + at - lead)
+        at = done / SAMPLE_RATE
+        made = (done + jam.held()) / SAMPLE_RATE  # what the remover holds counts, as in Jam.stream
+        begin = 0.0 if k == 0 else max(ready, play0 + made - lead)
         if realtime:
             time.sleep(max(0.0, start + begin - time.perf_counter()))
-        while pending and k > 0 and play0 + pending[0].t <= begin:
+        while pending and k > 0 and play0 + pending[0].t <= begin + 1e-9:  # the same instant, up to rounding
             ch = pending.pop(0)
             try:
                 jam.set(**ch.set)
@@ -161,11 +163,11 @@ def play(jam: Jam, changes: list[Change], seconds: float, realtime: bool = False
             underruns += 1
             stalled += ready - (play0 + at)
             play0 = ready - at
-        at += len(out[-1]) / SAMPLE_RATE
-        rss.append((at, _rss_mb()))
+        done += len(out[-1])
+        rss.append((done / SAMPLE_RATE, _rss_mb()))
         if progress:
             progress(k + 1, n)
-    wall = max(ready, play0 + at)
+    wall = max(ready, play0 + done / SAMPLE_RATE)
     growth_from = next((m for t, m in rss if t >= 60), rss[0][1])
     report = {"seconds": round(n * C, 2), "chunk_seconds": C, "lead_seconds": lead, "realtime": realtime,
               "chunks": n, "first_audio_s": round(first, 3), "underruns": underruns, "stalled_s": round(stalled, 3),

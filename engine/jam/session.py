@@ -178,11 +178,12 @@ class Jam:
 
     def stream(self, stop: Callable[[], bool] | None = None, lead: float = LEAD_S) -> Iterator[np.ndarray]:
         """Chunks for a live player, each made just in time: the next is started when ``lead`` seconds of made
-        audio are left to play (what is made ahead is what a change has to wait for). Ends when ``stop()``."""
+        audio are left to play (what is made ahead is what a change has to wait for; audio the drum remover still
+        holds counts, so its lag does not delay changes more). Ends when ``stop()``."""
         played, play0 = 0.0, None  # seconds handed to the player (chunks differ a little while drums are removed)
         while not (stop and stop()):
             if play0 is not None:
-                while (wait := play0 + played - lead - time.perf_counter()) > 0:
+                while (wait := play0 + played + self.held() / SAMPLE_RATE - lead - time.perf_counter()) > 0:
                     if stop and stop():
                         return
                     time.sleep(min(wait, 0.1))
@@ -192,6 +193,10 @@ class Jam:
                 play0 = now - played
             yield audio
             played += len(audio) / SAMPLE_RATE
+
+    def held(self) -> int:
+        """Samples of made music the drum remover holds back (its lag while it runs)."""
+        return self.remover.held if self.remover is not None else 0
 
     def kept(self, minutes: float = KEEP_MINUTES) -> tuple[np.ndarray, list[dict]]:
         """The jam's last ``minutes`` (float32) and the prompts heard in them with their seconds (a story)."""
