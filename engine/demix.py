@@ -181,11 +181,12 @@ def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover,
 
 
 class LiveRemover:
-    """Drum removal that a live stream (the jam) switches on and off between chunks, with no gap and nothing skipped
-    or repeated: ``live(chunk, on)`` -> the audio to play. While on, what plays lags the music by up to the remover's
-    look-ahead (0.2 s): the first piece after switching on is that much shorter, the first after switching off that
-    much longer (and pieces in between differ from the chunks by up to a hop, where the frames fall). A switch fades over XFADE samples. Switched on, the remover first reads the last
-    ``2 x lookahead`` samples played, so what it gives from there on is what it would give had it run all along."""
+    """Drum removal that a live stream (the jam) switches on and off between chunks, with no gap and nothing
+    skipped or repeated: ``live(chunk, on)`` -> the audio to play. While on, what plays lags the music by up to
+    the remover's look-ahead (0.2 s): the first piece after switching on is that much shorter, the first after
+    switching off that much longer (and pieces in between differ from the chunks by up to a hop, where the
+    frames fall). A switch fades over XFADE samples. Switched on, the remover first reads the last ``2 x
+    lookahead`` samples played, so what it gives from there on is what it would give had it run all along."""
 
     XFADE = 480  # 20 ms
 

@@ -351,10 +351,10 @@ class Cantus:
         return -(-self.codec.delay // 480) if req.continuation is not None else 0
 
     def decode_stream(self, codes: Iterator[torch.Tensor], req: Request, chunk: int | None = None) -> Iterator[np.ndarray]:
-        """Codes of new frames -> audio in pieces of ``chunk`` samples (drums taken out if ``req`` refuses them;
-        pieces a player pads would otherwise leave gaps at window joins). A continuation warms the decoder up on its context, which ends where the user's clip ends; its output
-        lags the codes by ``codec.delay`` samples (60 ms), whose first part is the context's end: it is dropped, and
-        the extra frames ``_lead`` asked for fill the length, so the extension joins without a repeated onset."""
+        """Codes of new frames -> audio in whole pieces of ``chunk`` samples (a player pads short ones: gaps), drums
+        taken out where ``req`` refuses them. A continuation warms the decoder up on its context, which ends where
+        the user's clip ends; the output's first ``codec.delay`` samples (60 ms) are the context's end: dropped, and
+        ``_lead``'s extra frames fill the length, so the extension joins without a repeated onset."""
         def decoded():
             state, skip, left = None, 0, None
             if req.continuation is not None:
