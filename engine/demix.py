@@ -169,6 +169,9 @@ def without_drums(chunks: Iterable[np.ndarray], remover: DrumRemover,
     """Audio chunks -> the same audio with the drums taken out where ``refused`` says: (first sample, whether drums
     are refused from there on) pairs, ascending (a story whose prompts refuse them only in some segments). Pieces come
     as they become final; a first chunk ``lookahead`` longer than the rest gives its own length at once."""
+    if not any(on for _, on in refused):  # nothing to take out: the audio as it comes, nothing held
+        yield from chunks
+        return
     live, pos, i = LiveRemover(remover), 0, 0
     for chunk in chunks:
         while len(chunk):
